@@ -1,0 +1,47 @@
+"""Metadata the assets show in the Dagster UI: per-database tables and previews."""
+
+from __future__ import annotations
+
+import duckdb
+from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
+
+from crm_pipeline.sources.runner import RunSummary
+
+PREVIEW_ROWS = 10
+
+DATABASE_TABLE_SCHEMA = TableSchema(
+    columns=[
+        TableColumn("database", "string"),
+        TableColumn("status", "string"),
+        TableColumn("rows", "int"),
+        TableColumn("seconds", "float"),
+        TableColumn("error", "string"),
+    ]
+)
+
+
+def databases_table(summary: RunSummary) -> MetadataValue:
+    """Rows, duration and error of every database, as a table in the UI."""
+    return MetadataValue.table(
+        [
+            TableRecord(
+                {
+                    "database": r.database,
+                    "status": r.status,
+                    "rows": r.rows,
+                    "seconds": round(r.seconds, 3),
+                    "error": r.error or "",
+                }
+            )
+            for r in summary.results
+        ],
+        schema=DATABASE_TABLE_SCHEMA,
+    )
+
+
+def preview_markdown(con: duckdb.DuckDBPyConnection, sql: str, params: list[object]) -> MetadataValue:
+    """The first rows of ``sql`` as a markdown table."""
+    frame = con.execute(f"{sql} LIMIT {PREVIEW_ROWS}", params).df()
+    if frame.empty:
+        return MetadataValue.md("_no rows_")
+    return MetadataValue.md(frame.to_markdown(index=False))

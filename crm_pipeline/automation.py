@@ -1,0 +1,84 @@
+"""Jobs, the monthly schedule and the sensor that keeps customer partitions in step."""
+
+from pathlib import Path
+
+from dagster import (
+    AssetSelection,
+    DefaultSensorStatus,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    build_schedule_from_partitioned_job,
+    define_asset_job,
+    sensor,
+)
+
+from crm_pipeline.assets.customers import customer_activity
+from crm_pipeline.assets.extraction import EXTRACTION_GROUP
+from crm_pipeline.partitions import (
+    CUSTOMER_PARTITIONS_NAME,
+    customer_partitions,
+    monthly_partitions,
+)
+from crm_pipeline.resources import WarehouseResource
+from crm_pipeline.warehouse.store import Warehouse, WarehouseLockedError
+
+SENSOR_LOCK_TIMEOUT_S = 5.0
+
+monthly_extraction_job = define_asset_job(
+    "monthly_extraction",
+    selection=AssetSelection.groups(EXTRACTION_GROUP),
+    partitions_def=monthly_partitions,
+    description="Extract one month (or a range, in one run) from every tenant database.",
+    tags={"crm_pipeline/warehouse": "write"},
+)
+
+customer_backfill_job = define_asset_job(
+    "customer_backfill",
+    selection=AssetSelection.assets(customer_activity),
+    partitions_def=customer_partitions,
+    description="Per-customer work for one customer or thousands (single-run backfills).",
+    tags={"crm_pipeline/warehouse": "write"},
+)
+
+monthly_schedule = build_schedule_from_partitioned_job(
+    monthly_extraction_job,
+    hour_of_day=2,
+    description="Extracts each month once it has closed (at 02:00 on the 1st).",
+)
+
+
+def unregistered_customer_keys(warehouse: Warehouse, registered: set[str]) -> list[str]:
+    """Customer partition keys in the warehouse that Dagster does not know yet, in order."""
+    if not Path(warehouse.path).exists():
+        return []
+    with warehouse.connect(read_only=True) as con:
+        tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        if "customer_keys" not in tables:
+            return []
+        keys = con.execute("SELECT partition_key FROM customer_keys ORDER BY added_at, 1").fetchall()
+    return [k for (k,) in keys if k not in registered]
+
+
+@sensor(
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Adds a customer partition for every customer the warehouse has a key for.",
+)
+def customer_partitions_sensor(
+    context: SensorEvaluationContext, warehouse: WarehouseResource
+) -> SensorResult | SkipReason:
+    """Reads ``customer_keys`` read-only; a busy warehouse just means trying next tick."""
+    registered = set(context.instance.get_dynamic_partitions(CUSTOMER_PARTITIONS_NAME))
+    store = Warehouse(warehouse.path, lock_timeout_s=SENSOR_LOCK_TIMEOUT_S)
+    try:
+        new_keys = unregistered_customer_keys(store, registered)
+    except WarehouseLockedError:
+        return SkipReason(f"warehouse {warehouse.path} is busy with a writer; retrying next tick")
+    if not new_keys:
+        return SkipReason(f"all {len(registered)} customer partitions are registered")
+    context.log.info("adding %d customer partitions", len(new_keys))
+    return SensorResult(
+        dynamic_partitions_requests=[customer_partitions.build_add_request(new_keys)],
+        cursor=str(len(registered) + len(new_keys)),
+    )

@@ -1,0 +1,188 @@
+"""The ``crm-pipeline`` command: run the demo, generate tenant data, list source databases."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from crm_pipeline.demo.generator import DemoSpec, generate_tenants
+from crm_pipeline.demo.writers import write_postgres, write_sqlite
+from crm_pipeline.settings import CONFIG_ENV, DEMO_DIR_ENV, demo_dir, load_settings
+
+PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
+log = logging.getLogger("crm_pipeline")
+
+
+def _spec(args: argparse.Namespace) -> DemoSpec:
+    return DemoSpec(
+        tenants=args.tenants,
+        customers_per_tenant=args.customers,
+        start=date.fromisoformat(args.start),
+        end=date.fromisoformat(args.end),
+        seed=args.seed,
+    )
+
+
+def generate(args: argparse.Namespace) -> None:
+    """Write the demo tenants as SQLite files or into a PostgreSQL server."""
+    started, rows = time.perf_counter(), 0
+    connection = os.environ.get(args.connection_env) if args.postgres else None
+    if args.postgres and not connection:
+        sys.exit(f"--postgres needs the server's ODBC connection string in ${args.connection_env}")
+    for tenant in generate_tenants(_spec(args)):
+        if connection:
+            write_postgres(tenant, connection)
+        else:
+            write_sqlite(tenant, args.out)
+        rows += tenant.row_count
+        log.info("%s: %d rows", tenant.name, tenant.row_count)
+    where = "PostgreSQL" if connection else args.out
+    log.info(
+        "%d tenants, %d rows written to %s in %.1fs", args.tenants, rows, where, time.perf_counter() - started
+    )
+
+
+def ensure_dagster_home(base: Path) -> Path:
+    """Use ``$DAGSTER_HOME`` or make ``<base>/dagster_home`` with the project's dagster.yaml."""
+    home = Path(os.environ.get("DAGSTER_HOME") or base / "dagster_home").absolute()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists() and PROJECT_DAGSTER_YAML.exists():
+        shutil.copy(PROJECT_DAGSTER_YAML, home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
+    """Materialize every stage: all months in one run, then all customers in one run."""
+    from dagster import DagsterInstance, materialize
+
+    from crm_pipeline.assets.customers import customer_activity
+    from crm_pipeline.assets.extraction import raw_assets
+    from crm_pipeline.automation import unregistered_customer_keys
+    from crm_pipeline.definitions import build_definitions
+    from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
+
+    defs = build_definitions()
+    resources = defs.resources
+    instance = DagsterInstance.get()
+    range_tags = {
+        "dagster/asset_partition_range_start": first_month,
+        "dagster/asset_partition_range_end": last_month,
+    }
+    log.info("extracting %s..%s from every tenant database (one run)", first_month, last_month)
+    materialize(raw_assets, instance=instance, resources=resources, tags=range_tags)
+    warehouse = resources["warehouse"].open()
+    registered = set(instance.get_dynamic_partitions(CUSTOMER_PARTITIONS_NAME))
+    new_keys = unregistered_customer_keys(warehouse, registered)
+    instance.add_dynamic_partitions(CUSTOMER_PARTITIONS_NAME, new_keys)
+    keys = instance.get_dynamic_partitions(CUSTOMER_PARTITIONS_NAME)
+    log.info("customer_activity for %d customers (one run)", len(keys))
+    materialize(
+        [customer_activity],
+        instance=instance,
+        resources=resources,
+        selection=[customer_activity],
+        tags={
+            "dagster/asset_partition_range_start": keys[0],
+            "dagster/asset_partition_range_end": keys[-1],
+        },
+    )
+    with warehouse.connect(read_only=True) as con:
+        tables = [
+            "raw.customers",
+            "raw.opportunities",
+            "raw.quotations",
+            "raw.orders",
+            "raw.transactions",
+            "customer_keys",
+            "customer_activity",
+            "extraction_log",
+        ]
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+
+
+def demo(args: argparse.Namespace) -> None:
+    """Generate the embedded demo, run the whole pipeline on it, say how to open the UI."""
+    base = Path(args.dir).absolute()
+    os.environ[DEMO_DIR_ENV] = str(base)
+    os.environ.pop(CONFIG_ENV, None)
+    home = ensure_dagster_home(base)
+    settings = load_settings()
+    tenants_dir = Path(settings["source"]["sqlite_dir"])
+    if tenants_dir.exists() and args.fresh:
+        shutil.rmtree(tenants_dir)
+    warehouse = Path(settings["warehouse"]["path"])
+    if args.fresh:
+        warehouse.unlink(missing_ok=True)
+    args.out = str(tenants_dir)
+    args.postgres = False
+    started = time.perf_counter()
+    generate(args)
+    counts = run_pipeline(f"{args.start[:7]}-01", f"{args.end[:7]}-01")
+    print(f"\nDemo finished in {time.perf_counter() - started:.0f}s. Warehouse {warehouse}:")
+    for table, count in counts.items():
+        print(f"  {table:<22} {count:>9,} rows")
+    print(
+        "\nOpen the Dagster UI on it:\n"
+        f"  export DAGSTER_HOME={home} {DEMO_DIR_ENV}={base}\n"
+        "  .venv/bin/dagster dev -w workspace.yaml   # then browse http://127.0.0.1:3000\n"
+        "Query the warehouse:\n"
+        f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{warehouse}', read_only=True)"
+        ".sql('SELECT * FROM customer_activity LIMIT 5'))\""
+    )
+
+
+def databases(args: argparse.Namespace) -> None:
+    """Print the databases a run would visit (an ``sp_ineachdb`` dry run)."""
+    from crm_pipeline.resources import SourceResource
+
+    source = SourceResource(**load_settings(args.config)["source"])
+    for name in source.runner().databases():
+        print(name)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="crm-pipeline", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+
+    def demo_options(p: argparse.ArgumentParser) -> None:
+        spec = DemoSpec()
+        p.add_argument("--tenants", type=int, default=spec.tenants)
+        p.add_argument("--customers", type=int, default=spec.customers_per_tenant, help="per tenant")
+        p.add_argument("--start", default=spec.start.isoformat())
+        p.add_argument("--end", default=spec.end.isoformat())
+        p.add_argument("--seed", type=int, default=spec.seed)
+
+    p_demo = sub.add_parser("demo", help="generate the demo and run the whole pipeline on it")
+    demo_options(p_demo)
+    p_demo.add_argument("--dir", default=str(demo_dir()), help="demo folder (default .demo)")
+    p_demo.add_argument("--keep", dest="fresh", action="store_false", help="keep an existing warehouse")
+    p_demo.set_defaults(func=demo)
+
+    p_gen = sub.add_parser("generate", help="write demo tenant databases")
+    demo_options(p_gen)
+    p_gen.add_argument("--out", default=str(demo_dir() / "tenants"), help="folder for SQLite files")
+    p_gen.add_argument("--postgres", action="store_true", help="load a PostgreSQL server instead")
+    p_gen.add_argument("--connection-env", default="CRM_SOURCE_CONNECTION")
+    p_gen.set_defaults(func=generate)
+
+    p_dbs = sub.add_parser("databases", help="list the databases a run would visit")
+    p_dbs.add_argument("--config", default=None, help=f"settings file (default ${CONFIG_ENV})")
+    p_dbs.set_defaults(func=databases)
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

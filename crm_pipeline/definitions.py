@@ -1,0 +1,34 @@
+"""Dagster definitions: every asset, job, schedule, sensor and resource in one place."""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from crm_pipeline.assets.customers import customer_activity
+from crm_pipeline.assets.extraction import raw_assets
+from crm_pipeline.automation import (
+    customer_backfill_job,
+    customer_partitions_sensor,
+    monthly_extraction_job,
+    monthly_schedule,
+)
+from crm_pipeline.resources import SourceResource, WarehouseResource
+from crm_pipeline.settings import load_settings
+
+
+def build_definitions(settings: dict | None = None) -> Definitions:
+    """Definitions over the given settings (default: ``$CRM_PIPELINE_CONFIG`` or the demo)."""
+    settings = settings or load_settings()
+    return Definitions(
+        assets=[*raw_assets, customer_activity],
+        jobs=[monthly_extraction_job, customer_backfill_job],
+        schedules=[monthly_schedule],
+        sensors=[customer_partitions_sensor],
+        resources={
+            "source": SourceResource(**settings["source"]),
+            "warehouse": WarehouseResource(**settings["warehouse"]),
+        },
+    )
+
+
+defs = build_definitions()

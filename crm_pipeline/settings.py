@@ -1,0 +1,57 @@
+"""Pipeline settings: one YAML file (``CRM_PIPELINE_CONFIG``) or the embedded demo defaults.
+
+Credentials never live here: a server source names the environment variable that holds
+its ODBC connection string (``connection_string_env``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_ENV = "CRM_PIPELINE_CONFIG"
+DEMO_DIR_ENV = "CRM_DEMO_DIR"
+SECTIONS = ("warehouse", "source", "partitions")
+
+
+def demo_dir() -> Path:
+    """Where the embedded demo keeps its tenant files and warehouse (``CRM_DEMO_DIR``)."""
+    return Path(os.environ.get(DEMO_DIR_ENV, ".demo")).absolute()
+
+
+def default_settings() -> dict[str, Any]:
+    """The embedded demo: SQLite tenants under the demo folder, warehouse beside them."""
+    base = demo_dir()
+    return {
+        "warehouse": {"path": str(base / "warehouse.duckdb")},
+        "source": {"kind": "sqlite", "sqlite_dir": str(base / "tenants")},
+        "partitions": {"start": "2008-01-01"},
+    }
+
+
+def load_settings(path: str | Path | None = None) -> dict[str, Any]:
+    """Settings from ``path`` (or ``$CRM_PIPELINE_CONFIG``) laid over the demo defaults.
+
+    Relative paths in the file are taken relative to the file's folder.
+    """
+    settings = default_settings()
+    path = path or os.environ.get(CONFIG_ENV)
+    if not path:
+        return settings
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{CONFIG_ENV} points at {file}, which is not a file")
+    loaded = yaml.safe_load(file.read_text()) or {}
+    unknown = set(loaded) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"{file}: unknown section(s) {sorted(unknown)}; expected {SECTIONS}")
+    for section in SECTIONS:
+        settings[section] = {**settings[section], **(loaded.get(section) or {})}
+    for section, key in (("warehouse", "path"), ("source", "sqlite_dir")):
+        value = loaded.get(section, {}).get(key) if loaded.get(section) else None
+        if value and not Path(value).is_absolute():
+            settings[section][key] = str((file.parent / value).absolute())
+    return settings

@@ -1,0 +1,131 @@
+"""The Dagster graph materialized in-process: months, backfills, sensor, schedule, checks."""
+
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, build_schedule_context, build_sensor_context, materialize
+
+from crm_pipeline.assets.customers import customer_activity
+from crm_pipeline.assets.extraction import raw_assets
+from crm_pipeline.automation import customer_partitions_sensor
+from crm_pipeline.definitions import build_definitions
+from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
+from crm_pipeline_tests.helpers import count
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def instance():
+    with DagsterInstance.ephemeral() as inst:
+        yield inst
+
+
+@pytest.fixture
+def defs(tmp_path, sqlite_tenants):
+    settings = {
+        "warehouse": {"path": str(tmp_path / "w.duckdb"), "lock_timeout_s": 30},
+        "source": {"kind": "sqlite", "sqlite_dir": str(sqlite_tenants)},
+        "partitions": {"start": "2008-01-01"},
+    }
+    return build_definitions(settings)
+
+
+def run_month(defs, instance, month: str):
+    return materialize(raw_assets, partition_key=month, instance=instance, resources=defs.resources)
+
+
+def checks(result) -> dict[tuple[str, str], bool]:
+    return {(e.asset_key.path[-1], e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_two_months_then_rerun_without_duplicates(defs, instance):
+    wh = defs.resources["warehouse"].open()
+    assert run_month(defs, instance, "2019-01-01").success
+    result = run_month(defs, instance, "2019-02-01")
+    assert result.success
+    assert all(checks(result).values()) and len(checks(result)) == 2 * len(raw_assets)
+    totals = {
+        t: count(wh, f"SELECT count(*) FROM raw.{t}") for t in ("transactions", "quotations", "customers")
+    }
+    assert totals["transactions"] > 0 and totals["customers"] == 9
+    assert run_month(defs, instance, "2019-01-01").success
+    assert {t: count(wh, f"SELECT count(*) FROM raw.{t}") for t in totals} == totals
+    mats = result.asset_materializations_for_node("raw_transactions")
+    md = mats[0].metadata
+    assert md["databases"].value == 3 and md["rows_inserted"].value > 0
+    assert "per_database" in md and "preview" in md
+
+
+def test_single_run_backfill_of_a_range(defs, instance, small_tenants):
+    result = materialize(
+        raw_assets,
+        instance=instance,
+        resources=defs.resources,
+        tags={
+            "dagster/asset_partition_range_start": "2018-01-01",
+            "dagster/asset_partition_range_end": "2019-06-01",
+        },
+    )
+    assert result.success
+    expected = sum(len(t.tables["transactions"].rows) for t in small_tenants)
+    assert count(defs.resources["warehouse"].open(), "SELECT count(*) FROM raw.transactions") == expected
+
+
+def test_sensor_adds_customer_partitions_then_customer_backfill(defs, instance):
+    assert run_month(defs, instance, "2019-01-01").success
+    resources = {"warehouse": defs.resources["warehouse"]}
+    with build_sensor_context(instance=instance, resources=resources) as ctx:
+        result = customer_partitions_sensor(ctx)
+    [request] = result.dynamic_partitions_requests
+    assert len(request.partition_keys) == 9 and "tenant_01.C00001" in request.partition_keys
+    instance.add_dynamic_partitions(CUSTOMER_PARTITIONS_NAME, request.partition_keys)
+    with build_sensor_context(instance=instance, resources=resources) as ctx:
+        assert "registered" in customer_partitions_sensor(ctx).skip_message
+
+    keys = instance.get_dynamic_partitions(CUSTOMER_PARTITIONS_NAME)[:3]
+    tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[2]}
+    for _ in range(2):  # a re-run replaces, never duplicates
+        assert materialize(
+            [customer_activity], instance=instance, resources=defs.resources, tags=tags
+        ).success
+    wh = defs.resources["warehouse"].open()
+    assert count(wh, "SELECT count(*) FROM customer_activity") == 3
+    assert count(wh, "SELECT count(*) FROM customer_activity WHERE transactions > 0") == 3
+
+
+def test_schedule_requests_the_month_that_just_closed(defs):
+    schedule = defs.get_schedule_def("monthly_extraction_schedule")
+    context = build_schedule_context(scheduled_execution_time=datetime(2019, 3, 1, 2, 0))
+    [request] = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == "2019-02-01"
+
+
+def test_repository_loads_jobs_and_dagster_yaml(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    defs = build_definitions()
+    assert {j.name for j in defs.get_repository_def().get_all_jobs()} >= {
+        "monthly_extraction",
+        "customer_backfill",
+    }
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    with DagsterInstance.from_config(str(tmp_path)) as inst:
+        assert inst.run_coordinator.__class__.__name__ == "QueuedRunCoordinator"
+        assert Path(inst.storage_directory()).is_relative_to(tmp_path)
+        limits = inst.get_concurrency_config().run_queue_config.tag_concurrency_limits
+        assert {"key": "crm_pipeline/warehouse", "value": "write", "limit": 1} in limits
+
+
+def test_missing_source_folder_fails_the_run_with_its_name(tmp_path, instance):
+    defs = build_definitions(
+        {
+            "warehouse": {"path": str(tmp_path / "w.duckdb")},
+            "source": {"kind": "sqlite", "sqlite_dir": str(tmp_path / "missing")},
+            "partitions": {"start": "2008-01-01"},
+        }
+    )
+    result = materialize(raw_assets[:1], instance=instance, resources=defs.resources, raise_on_error=False)
+    assert not result.success
+    assert "missing" in str(result.get_step_failure_events()[0].event_specific_data.error)

@@ -1,0 +1,78 @@
+"""The sp_ineachdb runner over SQLite files: union, tagging, batches, error policies."""
+
+import pyarrow as pa
+import pytest
+
+from crm_pipeline.sources.runner import ExtractionError
+from crm_pipeline.sources.selection import DatabaseFilter
+from crm_pipeline_tests.helpers import execute_sqlite, sqlite_runner
+
+
+class ListSink:
+    def __init__(self):
+        self.batches: list[tuple[str, pa.RecordBatch]] = []
+        self.discarded: list[str] = []
+
+    def write(self, database, batch):
+        self.batches.append((database, batch))
+
+    def discard(self, database):
+        self.discarded.append(database)
+        self.batches = [(d, b) for d, b in self.batches if d != database]
+
+
+def test_union_is_tagged_and_batched(sqlite_tenants, small_tenants):
+    sink = ListSink()
+    summary = sqlite_runner(sqlite_tenants, batch_size=100, workers=2).run("SELECT * FROM transactions", sink)
+    expected = {t.name: len(t.tables["transactions"].rows) for t in small_tenants}
+    assert {r.database: r.rows for r in summary.results} == expected
+    assert all(r.status == "ok" and r.seconds >= 0 for r in summary.results)
+    assert max(b.num_rows for _, b in sink.batches) <= 100
+    assert sum(b.num_rows for _, b in sink.batches) == sum(expected.values())
+
+
+def test_filter_selects_databases(sqlite_tenants):
+    runner = sqlite_runner(sqlite_tenants, database_filter=DatabaseFilter(exclude=("tenant_02",)))
+    assert runner.databases() == ["tenant_01", "tenant_03"]
+
+
+def test_fail_policy_names_the_broken_database(sqlite_tenants):
+    execute_sqlite(sqlite_tenants / "tenant_02.sqlite", "DROP TABLE transactions")
+    sink = ListSink()
+    with pytest.raises(ExtractionError, match="tenant_02.*no such table: transactions") as err:
+        sqlite_runner(sqlite_tenants).run("SELECT * FROM transactions", sink)
+    assert err.value.database == "tenant_02"
+    assert "tenant_02" in sink.discarded
+
+
+def test_skip_policy_records_and_goes_on(sqlite_tenants):
+    execute_sqlite(sqlite_tenants / "tenant_02.sqlite", "DROP TABLE transactions")
+    sink = ListSink()
+    summary = sqlite_runner(sqlite_tenants, on_error="skip").run("SELECT * FROM transactions", sink)
+    assert summary.succeeded == ["tenant_01", "tenant_03"]
+    [failed] = summary.failed
+    assert failed.database == "tenant_02" and "no such table" in failed.error
+    assert {d for d, _ in sink.batches} == {"tenant_01", "tenant_03"}
+
+
+def test_sink_failure_counts_as_that_database_failing(sqlite_tenants):
+    class Picky(ListSink):
+        def write(self, database, batch):
+            if database == "tenant_03":
+                raise ValueError("bad batch")
+            super().write(database, batch)
+
+    summary = sqlite_runner(sqlite_tenants, on_error="skip").run("SELECT 1 AS x", Picky())
+    assert [r.database for r in summary.failed] == ["tenant_03"]
+
+
+def test_bad_settings_are_refused(sqlite_tenants):
+    with pytest.raises(ValueError, match="on_error"):
+        sqlite_runner(sqlite_tenants, on_error="ignore")
+    with pytest.raises(ValueError, match="workers"):
+        sqlite_runner(sqlite_tenants, workers=0)
+
+
+def test_missing_folder_is_named(tmp_path):
+    with pytest.raises(Exception, match="does not exist"):
+        sqlite_runner(tmp_path / "nope").databases()

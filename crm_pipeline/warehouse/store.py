@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,17 @@ from crm_pipeline.warehouse.keys import customer_partition_key
 
 SCHEMA_SQL = (Path(__file__).parent / "schema.sql").read_text()
 META_COLUMNS = {"source_db": "VARCHAR", "run_id": "VARCHAR", "extracted_at": "TIMESTAMP"}
+
+
+_WRITER_LOCKS: dict[Path, threading.RLock] = {}
+_WRITER_LOCKS_GUARD = threading.Lock()
+
+
+def _writer_lock(path: Path) -> threading.RLock:
+    """The in-process writer lock of one file: DuckDB's file lock only guards other processes,
+    and two writing connections in one process conflict on their transactions."""
+    with _WRITER_LOCKS_GUARD:
+        return _WRITER_LOCKS.setdefault(path.resolve(), threading.RLock())
 
 
 class WarehouseLockedError(RuntimeError):
@@ -70,15 +82,29 @@ class Warehouse:
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection with the schema in place; waits up to ``lock_timeout_s`` for the lock."""
-        if not read_only:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = self._open(read_only)
+        if read_only:
+            con = self._open(read_only=True)
+            try:
+                yield con
+            finally:
+                con.close()
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = _writer_lock(self.path)
+        if not lock.acquire(timeout=self.lock_timeout_s):
+            raise WarehouseLockedError(
+                f"warehouse {self.path} stayed locked by another writer in this process for "
+                f"{self.lock_timeout_s:.0f}s"
+            )
         try:
-            if not read_only:
+            con = self._open(read_only=False)
+            try:
                 self.ensure_schema(con)
-            yield con
+                yield con
+            finally:
+                con.close()
         finally:
-            con.close()
+            lock.release()
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_timeout_s

@@ -10,8 +10,9 @@ from crm_pipeline.sources.runner import EachDbRunner, ExtractionError
 from crm_pipeline.sources.selection import DatabaseFilter
 from crm_pipeline.warehouse.extract import extract_entity
 from crm_pipeline.warehouse.store import Warehouse
-from crm_pipeline_tests.conftest import HOSTILE_DB, PG_PASSWORD
+from crm_pipeline_tests.conftest import HOSTILE_DB
 from crm_pipeline_tests.helpers import JAN_2019, count
+from crm_pipeline_tests.pg_local import PG_PASSWORD, free_port
 
 pytestmark = pytest.mark.postgres
 TENANTS = ["tenant_01", "tenant_02", "tenant_03"]
@@ -75,9 +76,7 @@ def test_wrong_password_names_the_server_and_hides_the_password(pg_tenants):
 
 
 def test_unreachable_server_is_a_clear_error(pg_tenants):
-    from crm_pipeline_tests.conftest import _free_port
-
-    dead = PostgresDialect(pg_tenants.connection_string(port=_free_port()), login_timeout_s=3)
+    dead = PostgresDialect(pg_tenants.connection_string(port=free_port()), login_timeout_s=3)
     with pytest.raises(SourceError, match=r"postgresql server .*Server=127.0.0.1.*(refused|connect)"):
         dead.list_databases()
 

@@ -71,12 +71,13 @@ def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
     defs = build_definitions()
     resources = defs.resources
     instance = DagsterInstance.get()
+    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     range_tags = {
         "dagster/asset_partition_range_start": first_month,
         "dagster/asset_partition_range_end": last_month,
     }
     log.info("extracting %s..%s from every tenant database (one run)", first_month, last_month)
-    materialize(raw_assets, instance=instance, resources=resources, tags=range_tags)
+    materialize(raw_assets, instance=instance, resources=resources, tags=range_tags, run_config=quiet)
     warehouse = resources["warehouse"].open()
     registered = set(instance.get_dynamic_partitions(CUSTOMER_PARTITIONS_NAME))
     new_keys = unregistered_customer_keys(warehouse, registered)
@@ -88,6 +89,7 @@ def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
         instance=instance,
         resources=resources,
         selection=[customer_activity],
+        run_config=quiet,
         tags={
             "dagster/asset_partition_range_start": keys[0],
             "dagster/asset_partition_range_end": keys[-1],

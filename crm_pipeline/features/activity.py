@@ -17,8 +17,10 @@ def write_customer_activity(
 
     Keys that the warehouse does not know raise ``KeyError`` naming them, before any write.
     """
-    con.execute("CREATE OR REPLACE TEMP TABLE run_customers (partition_key VARCHAR)")
-    con.executemany("INSERT INTO run_customers VALUES (?)", [[k] for k in partition_keys])
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE run_customers AS SELECT unnest(?::VARCHAR[]) AS partition_key",
+        [list(partition_keys)],
+    )
     unknown = con.execute(
         "SELECT partition_key FROM run_customers ANTI JOIN customer_keys USING (partition_key)"
     ).fetchall()

@@ -63,8 +63,10 @@ def extract_entity(
         writer = PartitionWriter(con, entity, run_id, partition, window)
         try:
             summary = runner.run(query, writer, params, databases)
-        except ExtractionError as exc:
-            record_extraction(con, run_id, entity, partition, exc.summary.results)
+        except BaseException as exc:
+            writer.abort()
+            if isinstance(exc, ExtractionError):
+                record_extraction(con, run_id, entity, partition, exc.summary.results)
             raise
         counts = writer.commit(summary.succeeded)
         record_extraction(con, run_id, entity, partition, summary.results)

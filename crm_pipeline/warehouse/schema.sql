@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS extraction_log (
 -- Rows a source returned that cannot be loaded (NULL key, date outside the partition).
 CREATE TABLE IF NOT EXISTS rejected_rows (
     run_id        VARCHAR NOT NULL,
+    load_id       VARCHAR NOT NULL,
     entity        VARCHAR NOT NULL,
     partition_key VARCHAR NOT NULL,
     source_db     VARCHAR NOT NULL,

@@ -7,6 +7,7 @@ and a run killed half-way leaves the previous rows in place.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -25,7 +26,12 @@ from crm_pipeline.entities import ENTITIES, PARTITION_COLUMN, Entity
 from crm_pipeline.warehouse.keys import customer_partition_key
 
 SCHEMA_SQL = (Path(__file__).parent / "schema.sql").read_text()
-META_COLUMNS = {"source_db": "VARCHAR", "run_id": "VARCHAR", "extracted_at": "TIMESTAMP"}
+META_COLUMNS = {
+    "source_db": "VARCHAR",
+    "run_id": "VARCHAR",
+    "load_id": "VARCHAR",
+    "extracted_at": "TIMESTAMP",
+}
 
 
 _WRITER_LOCKS: dict[Path, threading.RLock] = {}
@@ -41,6 +47,10 @@ def _writer_lock(path: Path) -> threading.RLock:
 
 class WarehouseLockedError(RuntimeError):
     """Another process held the DuckDB file's write lock for longer than the timeout."""
+
+
+class WarehouseWriteError(RuntimeError):
+    """DuckDB failed while writing (disk full, I/O error): the whole partition write is void."""
 
 
 class SchemaDriftError(ValueError):
@@ -139,13 +149,28 @@ def _reject_reason_sql(entity: Entity) -> str:
     return f"CASE {whens} ELSE 'outside partition window' END"
 
 
-class PartitionWriter:
-    """Stages one entity's batches from many databases, then swaps a partition atomically.
+def _casts_losslessly(arrow_type: pa.DataType, duckdb_type: str) -> bool:
+    """True when every value of ``arrow_type`` casts to ``duckdb_type`` without error."""
+    if duckdb_type == "VARCHAR" or pa.types.is_null(arrow_type):
+        return True
+    if duckdb_type == "DATE":
+        return pa.types.is_date(arrow_type) or pa.types.is_timestamp(arrow_type)
+    if duckdb_type.startswith("DECIMAL(") and pa.types.is_decimal(arrow_type):
+        precision, scale = (int(x) for x in duckdb_type[8:-1].split(","))
+        return arrow_type.scale <= scale and arrow_type.precision - arrow_type.scale <= precision - scale
+    return False
 
-    Implements the runner's sink protocol (``write`` / ``discard``). ``commit`` replaces,
-    for the databases that succeeded only, the rows inside ``window`` (or all rows of
-    that database for an unpartitioned entity); a failed, skipped database keeps its
-    previous rows.
+
+class PartitionWriter:
+    """Writes one entity partition from many databases inside one DuckDB transaction.
+
+    Implements the runner's sink protocol (``write`` / ``discard``). Batches go straight
+    into the raw table tagged with this write's ``load_id``, so rows are copied once and
+    large loads spill to disk instead of memory. ``commit`` then deletes the partition's
+    older rows for the databases that succeeded and commits: readers see the old rows or
+    the new ones, never a mix, and a failed, skipped database keeps its previous rows.
+    Rows with a NULL in a required column, or dated outside the window, go to
+    ``rejected_rows`` with the reason.
     """
 
     def __init__(
@@ -161,12 +186,19 @@ class PartitionWriter:
         self.run_id = run_id
         self.partition = partition
         self.window = window
-        self.stage = f"stage_{self.entity.name}_{uuid.uuid4().hex[:8]}"
-        cols = ", ".join(f"{c} {t}" for c, t in self.entity.columns.items())
-        con.execute(f"CREATE TEMP TABLE {self.stage} ({cols}, source_db VARCHAR)")
+        self.load_id = uuid.uuid4().hex
+        self.inserted: dict[str, int] = {}
+        self.rejected: dict[str, int] = {}
+        self.broken: duckdb.Error | None = None
+        valid = " AND ".join(f"{c} IS NOT NULL" for c in self.entity.required_non_null)
+        if window is not None:
+            valid += f" AND {PARTITION_COLUMN} >= ? AND {PARTITION_COLUMN} < ?"
+        self._valid = valid
+        self._window_params: list[object] = [window.start, window.end] if window else []
+        con.execute("BEGIN TRANSACTION")
 
     def write(self, database: str, batch: pa.RecordBatch) -> None:
-        """Append one batch, cast to the entity's types; names a missing or unfit column."""
+        """Load one batch, cast to the entity's types; names a missing or unfit column."""
         names = {n.lower(): n for n in batch.schema.names}
         missing = [c for c in self.entity.columns if c not in names]
         if missing:
@@ -174,76 +206,107 @@ class PartitionWriter:
                 f"{self.entity.name} query result lacks column(s) {', '.join(missing)} "
                 f"(got {', '.join(batch.schema.names)})"
             )
-        incoming = pa.Table.from_batches([batch])
-        self.con.register("incoming_batch", incoming)
+        entity, cols = self.entity, ", ".join(self.entity.columns)
+        casted = ", ".join(f'CAST("{names[c]}" AS {t}) AS {c}' for c, t in entity.columns.items())
+        source = f"(SELECT {casted}, ?::VARCHAR AS source_db FROM incoming_batch) AS s"
+        if self.broken is not None:
+            raise WarehouseWriteError(f"an earlier write failed: {self.broken}")
+        self.con.register("incoming_batch", pa.Table.from_batches([batch]))
         try:
-            select = ", ".join(f'CAST("{names[c]}" AS {t})' for c, t in self.entity.columns.items())
-            try:
-                self.con.execute(
-                    f"INSERT INTO {self.stage} SELECT {select}, ? FROM incoming_batch", [database]
+            self._check_casts(names, batch.schema)
+            loaded = self.con.execute(
+                f"INSERT INTO raw.{entity.name} ({cols}, source_db, run_id, load_id, extracted_at) "
+                f"SELECT {cols}, source_db, ?, ?, now() FROM {source} WHERE {self._valid}",
+                [self.run_id, self.load_id, database, *self._window_params],
+            ).fetchall()[0][0]
+            self.inserted[database] = self.inserted.get(database, 0) + loaded
+            if loaded < batch.num_rows:
+                self.rejected[database] = (
+                    self.rejected.get(database, 0)
+                    + self.con.execute(
+                        "INSERT INTO rejected_rows SELECT ?, ?, ?, ?, source_db, "
+                        f"{_reject_reason_sql(entity)}, to_json(s)::VARCHAR, now() "
+                        f"FROM {source} WHERE NOT ({self._valid})",
+                        [
+                            self.run_id,
+                            self.load_id,
+                            entity.name,
+                            self.partition,
+                            database,
+                            *self._window_params,
+                        ],
+                    ).fetchall()[0][0]
                 )
-            except duckdb.Error as exc:
-                raise SchemaDriftError(self._explain_cast_error(names, exc)) from exc
+        except duckdb.Error as exc:
+            # Anything else aborts the transaction: the whole write fails, loudly.
+            self.broken = exc
+            raise WarehouseWriteError(f"writing {entity.name} failed: {exc}") from exc
         finally:
             self.con.unregister("incoming_batch")
 
-    def _explain_cast_error(self, names: dict[str, str], exc: Exception) -> str:
-        """Find which column's values do not cast, for an error a user can act on."""
-        for col, typ in self.entity.columns.items():
+    def _check_casts(self, names: dict[str, str], schema: pa.Schema) -> None:
+        """Refuse a batch holding a value that does not cast, naming column and value.
+
+        Checked before the insert because a failed statement aborts DuckDB's whole
+        transaction, and with it every other database's rows of this write.
+        """
+        risky = {
+            c: t
+            for c, t in self.entity.columns.items()
+            if not _casts_losslessly(schema.field(names[c]).type, t)
+        }
+        for col, typ in risky.items():
             bad = self.con.execute(
                 f'SELECT CAST("{names[col]}" AS VARCHAR) FROM incoming_batch '
                 f'WHERE "{names[col]}" IS NOT NULL AND TRY_CAST("{names[col]}" AS {typ}) IS NULL '
                 "LIMIT 1"
             ).fetchall()
             if bad:
-                return f"{self.entity.name}.{col}: value {bad[0][0]!r} is not a valid {typ}"
-        return f"{self.entity.name}: {exc}"
+                raise SchemaDriftError(f"{self.entity.name}.{col}: value {bad[0][0]!r} is not a valid {typ}")
 
     def discard(self, database: str) -> None:
-        """Drop what was staged from a database that failed."""
-        self.con.execute(f"DELETE FROM {self.stage} WHERE source_db = ?", [database])
+        """Remove what this write loaded from a database that failed."""
+        if self.broken is not None:
+            return  # the transaction is aborted; commit refuses, nothing is kept
+        for table in (f"raw.{self.entity.name}", "rejected_rows"):
+            self.con.execute(
+                f"DELETE FROM {table} WHERE load_id = ? AND source_db = ?", [self.load_id, database]
+            )
+        self.inserted.pop(database, None)
+        self.rejected.pop(database, None)
 
     def commit(self, succeeded: Sequence[str]) -> dict[str, int]:
-        """Swap the partition's rows for the staged ones in one transaction.
+        """Delete the older rows of the succeeded databases and commit.
 
-        Staged rows with a NULL in a required column, or dated outside the window, go
-        to ``rejected_rows`` instead. Returns ``{"inserted": n, "deleted": n, "rejected": n}``.
+        Returns ``{"inserted": n, "deleted": n, "rejected": n}``.
         """
         con, entity = self.con, self.entity
-        valid = " AND ".join(f"{c} IS NOT NULL" for c in entity.required_non_null)
-        if self.window is not None:
-            valid += f" AND {PARTITION_COLUMN} >= ? AND {PARTITION_COLUMN} < ?"
-            window_params: list[object] = [self.window.start, self.window.end]
-        else:
-            window_params = []
-        cols = ", ".join(entity.columns)
-        con.execute("BEGIN TRANSACTION")
+        if self.broken is not None:
+            self.abort()
+            raise WarehouseWriteError(f"not committed, an earlier write failed: {self.broken}")
         try:
-            con.execute("CREATE OR REPLACE TEMP TABLE succeeded_dbs (source_db VARCHAR)")
-            con.executemany("INSERT INTO succeeded_dbs VALUES (?)", [[d] for d in succeeded])
-            delete_sql = (
-                f"DELETE FROM raw.{entity.name} WHERE source_db IN (SELECT source_db FROM succeeded_dbs)"
-            )
+            for database in (set(self.inserted) | set(self.rejected)) - set(succeeded):
+                self.discard(database)
+            where = "source_db IN (SELECT unnest(?::VARCHAR[])) AND load_id IS DISTINCT FROM ?"
+            params: list[object] = [list(succeeded), self.load_id]
             if self.window is not None:
-                delete_sql += f" AND {PARTITION_COLUMN} >= ? AND {PARTITION_COLUMN} < ?"
-            deleted = con.execute(delete_sql, window_params).fetchone()[0]
-            inserted = con.execute(
-                f"INSERT INTO raw.{entity.name} ({cols}, source_db, run_id, extracted_at) "
-                f"SELECT {cols}, source_db, ?, now() FROM {self.stage} WHERE {valid}",
-                [self.run_id, *window_params],
-            ).fetchone()[0]
-            rejected = con.execute(
-                f"INSERT INTO rejected_rows SELECT ?, ?, ?, source_db, {_reject_reason_sql(entity)}, "
-                f"to_json(s)::VARCHAR, now() FROM {self.stage} AS s WHERE NOT ({valid})",
-                [self.run_id, entity.name, self.partition, *window_params],
-            ).fetchone()[0]
+                where += f" AND {PARTITION_COLUMN} >= ? AND {PARTITION_COLUMN} < ?"
+                params += self._window_params
+            deleted = con.execute(f"DELETE FROM raw.{entity.name} WHERE {where}", params).fetchall()[0][0]
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            self.abort()
             raise
-        finally:
-            con.execute(f"DROP TABLE IF EXISTS {self.stage}")
-        return {"inserted": inserted, "deleted": deleted, "rejected": rejected}
+        return {
+            "inserted": sum(self.inserted.values()),
+            "deleted": deleted,
+            "rejected": sum(self.rejected.values()),
+        }
+
+    def abort(self) -> None:
+        """Roll the whole write back: the partition keeps its previous rows."""
+        with contextlib.suppress(duckdb.TransactionException):  # DuckDB may have rolled back
+            self.con.execute("ROLLBACK")
 
 
 def record_extraction(
@@ -274,12 +337,26 @@ def refresh_customer_keys(con: duckdb.DuckDBPyConnection, run_id: str) -> list[s
         "ANTI JOIN customer_keys k USING (source_db, customer_id) "
         "WHERE s.customer_id IS NOT NULL ORDER BY 1, 2"
     ).fetchall()
-    rows = [(db, cid, customer_partition_key(db, cid), run_id) for db, cid in new_pairs]
-    if rows:
-        con.execute("BEGIN TRANSACTION")
-        con.executemany("INSERT INTO customer_keys VALUES (?, ?, ?, ?, now())", rows)
-        con.execute("COMMIT")
-    return [r[2] for r in rows]
+    keys = [customer_partition_key(db, cid) for db, cid in new_pairs]
+    if keys:
+        # One Arrow insert: DuckDB's executemany is row-at-a-time and slow for thousands.
+        new_keys = pa.table(
+            {
+                "source_db": [db for db, _ in new_pairs],
+                "customer_id": [cid for _, cid in new_pairs],
+                "partition_key": keys,
+            }
+        )
+        con.register("new_customer_keys", new_keys)
+        try:
+            con.execute(
+                "INSERT INTO customer_keys SELECT source_db, customer_id, partition_key, ?, now() "
+                "FROM new_customer_keys",
+                [run_id],
+            )
+        finally:
+            con.unregister("new_customer_keys")
+    return keys
 
 
 def new_run_id() -> str:

@@ -272,6 +272,7 @@ class PostgresDialect(OdbcDialect):
         "SELECT datname, CAST(datistemplate AS INT), CAST(datallowconn AS INT) FROM pg_catalog.pg_database"
     )
     SYSTEM_DATABASES = frozenset({"postgres"})
+    STREAMING_OPTIONS = (("UseDeclareFetch", "1"), ("Fetch", "10000"))
 
     def quote_identifier(self, identifier: str) -> str:
         return '"' + identifier.replace('"', '""') + '"'
@@ -282,6 +283,9 @@ class PostgresDialect(OdbcDialect):
         pairs = parse_connection_string(self.connection_string)
         pqopt = " ".join(v for k, v in pairs if k.casefold() == "pqopt")
         kept = [(k, v) for k, v in pairs if k.casefold() not in DATABASE_KEYS | {"pqopt"}]
+        present = {k.casefold() for k, _ in kept}
+        # psqlODBC buffers a whole result in memory unless it fetches through a cursor.
+        kept += [(k, v) for k, v in self.STREAMING_OPTIONS if k.casefold() not in present]
         dbname = "dbname='" + database.replace("\\", "\\\\").replace("'", "\\'") + "'"
         return build_connection_string(kept) + f"pqopt={quote_value(f'{pqopt} {dbname}'.strip())};"
 

@@ -1,5 +1,15 @@
 -- Bookkeeping tables of the warehouse; raw entity tables are generated from crm_pipeline.entities.
-CREATE SCHEMA IF NOT EXISTS raw;
+CREATE SCHEMA IF NOT EXISTS raw;        -- views of committed rows: what every reader uses
+CREATE SCHEMA IF NOT EXISTS raw_store;  -- physical rows, committed or in flight
+
+-- One row per committed partition write; rows whose load_id is not here are invisible.
+CREATE TABLE IF NOT EXISTS loads (
+    load_id       VARCHAR PRIMARY KEY,
+    run_id        VARCHAR NOT NULL,
+    entity        VARCHAR NOT NULL,
+    partition_key VARCHAR NOT NULL,
+    committed_at  TIMESTAMP NOT NULL
+);
 
 -- One row per database per extraction of an entity partition.
 CREATE TABLE IF NOT EXISTS extraction_log (

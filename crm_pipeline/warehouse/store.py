@@ -57,15 +57,18 @@ class SchemaDriftError(ValueError):
     """A source returned rows that do not fit the entity's columns; names the culprit."""
 
 
-def raw_table(entity: str) -> str:
-    """The qualified raw table of an entity."""
-    return f"raw.{ENTITIES[entity].name}"
-
-
 def create_raw_table_sql(entity: Entity) -> str:
-    """DDL of one raw table: the entity's columns plus source database and run id."""
+    """DDL of one entity: rows in ``raw_store.<entity>``, the committed ones in view ``raw.<entity>``.
+
+    Rows of a load become visible when its ``load_id`` is in ``loads``; a killed load's
+    rows stay invisible and are purged by the next write.
+    """
     cols = ",\n    ".join(f"{c} {t}" for c, t in {**entity.columns, **META_COLUMNS}.items())
-    return f"CREATE TABLE IF NOT EXISTS raw.{entity.name} (\n    {cols}\n)"
+    return (
+        f"CREATE TABLE IF NOT EXISTS raw_store.{entity.name} (\n    {cols}\n);\n"
+        f"CREATE OR REPLACE VIEW raw.{entity.name} AS SELECT * FROM raw_store.{entity.name} "
+        "WHERE load_id IN (SELECT load_id FROM loads)"
+    )
 
 
 @dataclass(frozen=True)
@@ -162,15 +165,16 @@ def _casts_losslessly(arrow_type: pa.DataType, duckdb_type: str) -> bool:
 
 
 class PartitionWriter:
-    """Writes one entity partition from many databases inside one DuckDB transaction.
+    """Writes one entity partition from many databases; the swap is one small transaction.
 
-    Implements the runner's sink protocol (``write`` / ``discard``). Batches go straight
-    into the raw table tagged with this write's ``load_id``, so rows are copied once and
-    large loads spill to disk instead of memory. ``commit`` then deletes the partition's
-    older rows for the databases that succeeded and commits: readers see the old rows or
-    the new ones, never a mix, and a failed, skipped database keeps its previous rows.
-    Rows with a NULL in a required column, or dated outside the window, go to
-    ``rejected_rows`` with the reason.
+    Implements the runner's sink protocol (``write`` / ``discard``). Batches are appended
+    to ``raw_store.<entity>`` tagged with this write's ``load_id`` as they arrive (rows are
+    copied once and memory stays flat however large the partition). They are invisible
+    in ``raw.<entity>`` until ``commit``, which in one transaction deletes the partition's
+    older rows for the databases that succeeded and registers the load: readers see the
+    old rows or the new ones, never a mix, and a failed, skipped database keeps its
+    previous rows. Rows with a NULL in a required column, or dated outside the window,
+    go to ``rejected_rows`` with the reason.
     """
 
     def __init__(
@@ -195,7 +199,19 @@ class PartitionWriter:
             valid += f" AND {PARTITION_COLUMN} >= ? AND {PARTITION_COLUMN} < ?"
         self._valid = valid
         self._window_params: list[object] = [window.start, window.end] if window else []
-        con.execute("BEGIN TRANSACTION")
+        self._purge_uncommitted()
+
+    def _purge_uncommitted(self, load_id: str | None = None, database: str | None = None) -> None:
+        """Delete rows of loads that never committed (a killed run), or of one load/database."""
+        where = "load_id NOT IN (SELECT load_id FROM loads)"
+        params: list[object] = []
+        if load_id is not None:
+            where, params = "load_id = ?", [load_id]
+        if database is not None:
+            where += " AND source_db = ?"
+            params.append(database)
+        for table in (f"raw_store.{self.entity.name}", "rejected_rows"):
+            self.con.execute(f"DELETE FROM {table} WHERE {where}", params)
 
     def write(self, database: str, batch: pa.RecordBatch) -> None:
         """Load one batch, cast to the entity's types; names a missing or unfit column."""
@@ -215,7 +231,7 @@ class PartitionWriter:
         try:
             self._check_casts(names, batch.schema)
             loaded = self.con.execute(
-                f"INSERT INTO raw.{entity.name} ({cols}, source_db, run_id, load_id, extracted_at) "
+                f"INSERT INTO raw_store.{entity.name} ({cols}, source_db, run_id, load_id, extracted_at) "
                 f"SELECT {cols}, source_db, ?, ?, now() FROM {source} WHERE {self._valid}",
                 [self.run_id, self.load_id, database, *self._window_params],
             ).fetchall()[0][0]
@@ -238,7 +254,7 @@ class PartitionWriter:
                     ).fetchall()[0][0]
                 )
         except duckdb.Error as exc:
-            # Anything else aborts the transaction: the whole write fails, loudly.
+            # Anything else (disk full, I/O) voids the whole write, loudly.
             self.broken = exc
             raise WarehouseWriteError(f"writing {entity.name} failed: {exc}") from exc
         finally:
@@ -266,35 +282,40 @@ class PartitionWriter:
 
     def discard(self, database: str) -> None:
         """Remove what this write loaded from a database that failed."""
-        if self.broken is not None:
-            return  # the transaction is aborted; commit refuses, nothing is kept
-        for table in (f"raw.{self.entity.name}", "rejected_rows"):
-            self.con.execute(
-                f"DELETE FROM {table} WHERE load_id = ? AND source_db = ?", [self.load_id, database]
-            )
+        if self.broken is None:
+            self._purge_uncommitted(self.load_id, database)
         self.inserted.pop(database, None)
         self.rejected.pop(database, None)
 
     def commit(self, succeeded: Sequence[str]) -> dict[str, int]:
-        """Delete the older rows of the succeeded databases and commit.
+        """Delete the older rows of the succeeded databases and make this load visible.
 
         Returns ``{"inserted": n, "deleted": n, "rejected": n}``.
         """
-        con, entity = self.con, self.entity
         if self.broken is not None:
             self.abort()
             raise WarehouseWriteError(f"not committed, an earlier write failed: {self.broken}")
+        con, entity = self.con, self.entity
+        for database in (set(self.inserted) | set(self.rejected)) - set(succeeded):
+            self.discard(database)
+        where = "source_db IN (SELECT unnest(?::VARCHAR[])) AND load_id <> ?"
+        params: list[object] = [list(succeeded), self.load_id]
+        if self.window is not None:
+            where += f" AND {PARTITION_COLUMN} >= ? AND {PARTITION_COLUMN} < ?"
+            params += self._window_params
+        con.execute("BEGIN TRANSACTION")
         try:
-            for database in (set(self.inserted) | set(self.rejected)) - set(succeeded):
-                self.discard(database)
-            where = "source_db IN (SELECT unnest(?::VARCHAR[])) AND load_id IS DISTINCT FROM ?"
-            params: list[object] = [list(succeeded), self.load_id]
-            if self.window is not None:
-                where += f" AND {PARTITION_COLUMN} >= ? AND {PARTITION_COLUMN} < ?"
-                params += self._window_params
-            deleted = con.execute(f"DELETE FROM raw.{entity.name} WHERE {where}", params).fetchall()[0][0]
+            deleted = con.execute(f"DELETE FROM raw_store.{entity.name} WHERE {where}", params).fetchall()[0][
+                0
+            ]
+            con.execute(
+                "INSERT INTO loads VALUES (?, ?, ?, ?, now())",
+                [self.load_id, self.run_id, entity.name, self.partition],
+            )
             con.execute("COMMIT")
         except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
             self.abort()
             raise
         return {
@@ -304,9 +325,9 @@ class PartitionWriter:
         }
 
     def abort(self) -> None:
-        """Roll the whole write back: the partition keeps its previous rows."""
-        with contextlib.suppress(duckdb.TransactionException):  # DuckDB may have rolled back
-            self.con.execute("ROLLBACK")
+        """Drop this write's rows: the partition keeps its previous rows."""
+        with contextlib.suppress(duckdb.Error):  # a broken file is purged by the next write
+            self._purge_uncommitted(self.load_id)
 
 
 def record_extraction(

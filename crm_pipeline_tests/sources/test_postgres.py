@@ -96,3 +96,45 @@ class _NullSink:
 
     def discard(self, database):
         pass
+
+
+def test_dagster_month_from_postgres_never_logs_the_password(tmp_path, pg_tenants, monkeypatch):
+    from dagster import DagsterInstance, materialize
+
+    from crm_pipeline.assets.extraction import raw_assets
+    from crm_pipeline.definitions import build_definitions
+
+    monkeypatch.setenv("CRM_TEST_PG", pg_tenants.connection_string())
+    defs = build_definitions(
+        {
+            "warehouse": {"path": str(tmp_path / "w.duckdb")},
+            "source": {
+                "kind": "postgresql",
+                "connection_string_env": "CRM_TEST_PG",
+                "include": TENANTS,
+                "on_error": "skip",
+            },
+            "partitions": {"start": "2008-01-01"},
+        }
+    )
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            raw_assets, partition_key="2019-01-01", instance=instance, resources=defs.resources
+        )
+        assert result.success
+        logs = " ".join(str(e.user_message) + str(e.dagster_event) for e in instance.all_logs(result.run_id))
+    assert "tenant_02: " in logs
+    assert PG_PASSWORD not in logs
+    wh = defs.resources["warehouse"].open()
+    assert count(wh, "SELECT count(DISTINCT source_db) FROM raw.transactions") == 3
+    with wh.connect(read_only=True) as con:
+        dump = str(con.execute("SELECT * FROM extraction_log").fetchall())
+    assert PG_PASSWORD not in dump
+
+
+def test_missing_connection_variable_is_named(monkeypatch):
+    from crm_pipeline.resources import SourceResource
+
+    monkeypatch.delenv("CRM_NOT_SET", raising=False)
+    with pytest.raises(ValueError, match="CRM_NOT_SET is not set"):
+        SourceResource(kind="postgresql", connection_string_env="CRM_NOT_SET").runner()

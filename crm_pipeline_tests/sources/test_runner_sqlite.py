@@ -76,3 +76,14 @@ def test_bad_settings_are_refused(sqlite_tenants):
 def test_missing_folder_is_named(tmp_path):
     with pytest.raises(Exception, match="does not exist"):
         sqlite_runner(tmp_path / "nope").databases()
+
+
+def test_hostile_sqlite_file_name_is_just_a_name(sqlite_tenants):
+    hostile = "t'; DROP TABLE transactions; --\"[x] %20#?"
+    (sqlite_tenants / "tenant_01.sqlite").rename(sqlite_tenants / f"{hostile}.sqlite")
+    sink = ListSink()
+    summary = sqlite_runner(sqlite_tenants, database_filter=DatabaseFilter(include=(hostile,))).run(
+        "SELECT count(*) AS n FROM transactions", sink
+    )
+    assert summary.succeeded == [hostile]
+    assert sink.batches[0][1].column(0)[0].as_py() > 0

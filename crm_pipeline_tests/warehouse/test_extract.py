@@ -154,8 +154,12 @@ def test_extraction_killed_midway_leaves_the_old_rows(tmp_path, sqlite_tenants):
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert count(wh, "SELECT count(*) FROM raw.transactions") == before
     assert count(wh, "SELECT count(*) FROM raw.transactions WHERE run_id = 'killed'") == 0
+    # the killed load's rows reached the store but never became visible ...
+    assert count(wh, "SELECT count(*) FROM raw_store.transactions WHERE run_id = 'killed'") > 0
     report = extract(sqlite_runner(sqlite_tenants), wh, run_id="after")
     assert count(wh, "SELECT count(*) FROM raw.transactions") == before == report.inserted
+    # ... and the next write purged them
+    assert count(wh, "SELECT count(*) FROM raw_store.transactions WHERE run_id = 'killed'") == 0
 
 
 def test_window_must_match_entity(tmp_path, sqlite_tenants):

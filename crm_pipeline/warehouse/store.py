@@ -164,12 +164,16 @@ def _casts_losslessly(arrow_type: pa.DataType, duckdb_type: str) -> bool:
     return False
 
 
+CHUNK_ROWS = 250_000  # appended rows per commit: bounds memory, amortises the commit cost
+
+
 class PartitionWriter:
     """Writes one entity partition from many databases; the swap is one small transaction.
 
     Implements the runner's sink protocol (``write`` / ``discard``). Batches are appended
-    to ``raw_store.<entity>`` tagged with this write's ``load_id`` as they arrive (rows are
-    copied once and memory stays flat however large the partition). They are invisible
+    to ``raw_store.<entity>`` tagged with this write's ``load_id`` as they arrive, committed
+    every ``CHUNK_ROWS`` rows (rows are copied once and memory stays flat however large
+    the partition). They are invisible
     in ``raw.<entity>`` until ``commit``, which in one transaction deletes the partition's
     older rows for the databases that succeeded and registers the load: readers see the
     old rows or the new ones, never a mix, and a failed, skipped database keeps its
@@ -194,6 +198,7 @@ class PartitionWriter:
         self.inserted: dict[str, int] = {}
         self.rejected: dict[str, int] = {}
         self.broken: duckdb.Error | None = None
+        self._in_chunk, self._chunk_rows = False, 0
         valid = " AND ".join(f"{c} IS NOT NULL" for c in self.entity.required_non_null)
         if window is not None:
             valid += f" AND {PARTITION_COLUMN} >= ? AND {PARTITION_COLUMN} < ?"
@@ -230,12 +235,16 @@ class PartitionWriter:
         self.con.register("incoming_batch", pa.Table.from_batches([batch]))
         try:
             self._check_casts(names, batch.schema)
+            if not self._in_chunk:
+                self.con.execute("BEGIN TRANSACTION")
+                self._in_chunk = True
             loaded = self.con.execute(
                 f"INSERT INTO raw_store.{entity.name} ({cols}, source_db, run_id, load_id, extracted_at) "
                 f"SELECT {cols}, source_db, ?, ?, now() FROM {source} WHERE {self._valid}",
                 [self.run_id, self.load_id, database, *self._window_params],
             ).fetchall()[0][0]
             self.inserted[database] = self.inserted.get(database, 0) + loaded
+            self._chunk_rows += batch.num_rows
             if loaded < batch.num_rows:
                 self.rejected[database] = (
                     self.rejected.get(database, 0)
@@ -253,12 +262,21 @@ class PartitionWriter:
                         ],
                     ).fetchall()[0][0]
                 )
+            if self._chunk_rows >= CHUNK_ROWS:
+                self._end_chunk()
         except duckdb.Error as exc:
             # Anything else (disk full, I/O) voids the whole write, loudly.
             self.broken = exc
             raise WarehouseWriteError(f"writing {entity.name} failed: {exc}") from exc
         finally:
             self.con.unregister("incoming_batch")
+
+    def _end_chunk(self) -> None:
+        """Commit the appended chunk (still invisible: its load is not registered yet)."""
+        if self._in_chunk:
+            self.con.execute("COMMIT")
+            self._in_chunk = False
+            self._chunk_rows = 0
 
     def _check_casts(self, names: dict[str, str], schema: pa.Schema) -> None:
         """Refuse a batch holding a value that does not cast, naming column and value.
@@ -298,6 +316,7 @@ class PartitionWriter:
         con, entity = self.con, self.entity
         for database in (set(self.inserted) | set(self.rejected)) - set(succeeded):
             self.discard(database)
+        self._end_chunk()
         where = "source_db IN (SELECT unnest(?::VARCHAR[])) AND load_id <> ?"
         params: list[object] = [list(succeeded), self.load_id]
         if self.window is not None:
@@ -327,6 +346,9 @@ class PartitionWriter:
     def abort(self) -> None:
         """Drop this write's rows: the partition keeps its previous rows."""
         with contextlib.suppress(duckdb.Error):  # a broken file is purged by the next write
+            if self._in_chunk:
+                self.con.execute("ROLLBACK")
+                self._in_chunk = False
             self._purge_uncommitted(self.load_id)
 
 

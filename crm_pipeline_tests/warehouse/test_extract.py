@@ -128,7 +128,9 @@ def test_customer_keys_are_safe_unique_and_stable():
 KILLED_EXTRACTION = textwrap.dedent(
     """
     import os, signal, sys
+    import crm_pipeline.warehouse.store as store
     from crm_pipeline.warehouse.store import PartitionWriter, Warehouse
+    store.CHUNK_ROWS = 1  # commit every batch, so the killed load's rows reach the store
     from crm_pipeline_tests.helpers import extract, sqlite_runner
     real_write = PartitionWriter.write
     def write_then_die(self, database, batch):

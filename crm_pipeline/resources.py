@@ -31,7 +31,7 @@ class SourceResource(ConfigurableResource):
     user_only: bool = True
     online_only: bool = True
     workers: int = Field(4, description="Databases read in parallel")
-    batch_size: int = Field(50_000, description="Rows per fetched batch")
+    batch_size: int = Field(10_000, description="Rows per fetched batch")
     on_error: str = Field("fail", description="fail: stop the run; skip: record and go on")
     fetch_engine: str = Field("arrow-odbc", description="arrow-odbc | pyodbc (servers only)")
     login_timeout_s: int = 10

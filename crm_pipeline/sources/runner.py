@@ -85,7 +85,7 @@ class EachDbRunner:
         dialect: Dialect,
         database_filter: DatabaseFilter | None = None,
         workers: int = 4,
-        batch_size: int = 50_000,
+        batch_size: int = 10_000,
         on_error: ErrorPolicy = "fail",
         logger: logging.Logger | None = None,
     ) -> None:

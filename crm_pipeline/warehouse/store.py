@@ -164,7 +164,7 @@ def _casts_losslessly(arrow_type: pa.DataType, duckdb_type: str) -> bool:
     return False
 
 
-CHUNK_ROWS = 250_000  # appended rows per commit: bounds memory, amortises the commit cost
+CHUNK_ROWS = 500_000  # appended rows per commit + checkpoint: bounds memory, amortises the cost
 
 
 class PartitionWriter:
@@ -272,9 +272,15 @@ class PartitionWriter:
             self.con.unregister("incoming_batch")
 
     def _end_chunk(self) -> None:
-        """Commit the appended chunk (still invisible: its load is not registered yet)."""
+        """Commit the appended chunk (still invisible: its load is not registered yet).
+
+        The checkpoint moves the chunk from the WAL into the file; without it DuckDB's
+        memory grew with every row of the partition (measured: 367 MB instead of 291 MB
+        for 2M rows, against 220 MB for 200k).
+        """
         if self._in_chunk:
             self.con.execute("COMMIT")
+            self.con.execute("CHECKPOINT")
             self._in_chunk = False
             self._chunk_rows = 0
 

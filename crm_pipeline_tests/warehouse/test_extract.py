@@ -169,3 +169,15 @@ def test_window_must_match_entity(tmp_path, sqlite_tenants):
         extract(sqlite_runner(sqlite_tenants), Warehouse(tmp_path / "w.duckdb"), window=None)
     with pytest.raises(ValueError, match="not allowed"):
         extract(sqlite_runner(sqlite_tenants), Warehouse(tmp_path / "w.duckdb"), "customers", JAN_2019)
+
+
+def test_unknown_customer_partition_is_refused_before_any_write(tmp_path, sqlite_tenants):
+    from crm_pipeline.features.activity import write_customer_activity
+
+    wh = Warehouse(tmp_path / "w.duckdb")
+    extract(sqlite_runner(sqlite_tenants), wh)
+    with wh.connect() as con:
+        write_customer_activity(con, ["tenant_01.C00001"], "r1")
+        with pytest.raises(KeyError, match=r"1 customer partition\(s\) unknown.*tenant_09.C00001"):
+            write_customer_activity(con, ["tenant_01.C00001", "tenant_09.C00001"], "r2")
+    assert count(wh, "SELECT count(*) FROM customer_activity WHERE run_id = 'r1'") == 1

@@ -1,0 +1,35 @@
+"""The settings file: defaults, overrides, bad files named clearly."""
+
+import pytest
+
+from crm_pipeline.settings import load_settings
+
+
+def test_defaults_are_the_embedded_demo(monkeypatch, tmp_path):
+    monkeypatch.delenv("CRM_PIPELINE_CONFIG", raising=False)
+    monkeypatch.setenv("CRM_DEMO_DIR", str(tmp_path))
+    settings = load_settings()
+    assert settings["source"] == {"kind": "sqlite", "sqlite_dir": str(tmp_path / "tenants")}
+    assert settings["warehouse"]["path"] == str(tmp_path / "warehouse.duckdb")
+
+
+def test_file_overrides_and_resolves_relative_paths(tmp_path):
+    config = tmp_path / "conf" / "crm.yaml"
+    config.parent.mkdir()
+    config.write_text("warehouse:\n  path: w.duckdb\nsource:\n  kind: postgresql\n  workers: 2\n")
+    settings = load_settings(config)
+    assert settings["warehouse"]["path"] == str(tmp_path / "conf" / "w.duckdb")
+    assert settings["source"]["kind"] == "postgresql" and settings["source"]["workers"] == 2
+
+
+def test_missing_file_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("CRM_PIPELINE_CONFIG", str(tmp_path / "nope.yaml"))
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_settings()
+
+
+def test_unknown_section_is_refused(tmp_path):
+    config = tmp_path / "crm.yaml"
+    config.write_text("sources:\n  kind: sqlite\n")
+    with pytest.raises(ValueError, match=r"unknown section\(s\) \['sources'\]"):
+        load_settings(config)

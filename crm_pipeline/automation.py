@@ -15,6 +15,7 @@ from dagster import (
 
 from crm_pipeline.assets.customers import customer_activity
 from crm_pipeline.assets.extraction import EXTRACTION_GROUP
+from crm_pipeline.assets.features import customer_series, lag_features
 from crm_pipeline.partitions import (
     CUSTOMER_PARTITIONS_NAME,
     customer_partitions,
@@ -35,9 +36,10 @@ monthly_extraction_job = define_asset_job(
 
 customer_backfill_job = define_asset_job(
     "customer_backfill",
-    selection=AssetSelection.assets(customer_activity),
+    selection=AssetSelection.assets(customer_activity, customer_series, lag_features),
     partitions_def=customer_partitions,
-    description="Per-customer work for one customer or thousands (single-run backfills).",
+    description="Per-customer work (activity, series, lag features) for one customer or "
+    "thousands: a backfill is one run that computes all its customers in bulk.",
     tags={"crm_pipeline/warehouse": "write"},
 )
 

@@ -64,6 +64,7 @@ def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
 
     from crm_pipeline.assets.customers import customer_activity
     from crm_pipeline.assets.extraction import raw_assets
+    from crm_pipeline.assets.features import customer_series, lag_features
     from crm_pipeline.automation import unregistered_customer_keys
     from crm_pipeline.definitions import build_definitions
     from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
@@ -83,12 +84,12 @@ def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
     new_keys = unregistered_customer_keys(warehouse, registered)
     instance.add_dynamic_partitions(CUSTOMER_PARTITIONS_NAME, new_keys)
     keys = instance.get_dynamic_partitions(CUSTOMER_PARTITIONS_NAME)
-    log.info("customer_activity for %d customers (one run)", len(keys))
+    log.info("customer assets for %d customers (one run)", len(keys))
+    customer_assets = [customer_activity, customer_series, lag_features]
     materialize(
-        [customer_activity],
+        customer_assets,
         instance=instance,
         resources=resources,
-        selection=[customer_activity],
         run_config=quiet,
         tags={
             "dagster/asset_partition_range_start": keys[0],
@@ -104,9 +105,12 @@ def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
             "raw.transactions",
             "customer_keys",
             "customer_activity",
+            "customer_series",
+            "customer_history",
+            "lag_features",
             "extraction_log",
         ]
-        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in tables}
 
 
 def demo(args: argparse.Namespace) -> None:

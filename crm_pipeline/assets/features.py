@@ -1,0 +1,168 @@
+"""Feature assets: customer series and the lag dataset, partitioned by customer."""
+
+from dagster import (
+    AllPartitionMapping,
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetDep,
+    AssetExecutionContext,
+    BackfillPolicy,
+    Config,
+    Failure,
+    MaterializeResult,
+    asset,
+)
+from pydantic import Field
+
+from crm_pipeline.assets.extraction import WAREHOUSE_POOL, raw_assets
+from crm_pipeline.assets.metadata import preview_markdown
+from crm_pipeline.features.series import (
+    future_transactions,
+    series_horizon,
+    write_customer_series,
+    write_lag_features,
+)
+from crm_pipeline.partitions import customer_partitions, partition_label
+from crm_pipeline.resources import WarehouseResource
+
+FEATURES_GROUP = "features"
+RAW_TRANSACTIONS = next(a for a in raw_assets if a.key.path[-1] == "raw_transactions")
+
+RUN_ROWS = "FROM {table} JOIN run_customers USING (partition_key)"
+DUPLICATES_SQL = "SELECT count(*) FROM (SELECT {cols} " + RUN_ROWS + " GROUP BY ALL HAVING count(*) > 1)"
+GAPS_SQL = (
+    "SELECT count(*) FROM (SELECT partition_key " + RUN_ROWS.format(table="customer_series") + " "
+    "WHERE grain = 'day' GROUP BY 1 "
+    "HAVING count(*) <> date_diff('day', min(period_start), max(period_start)) + 1)"
+)
+NULL_LAGS_SQL = (
+    "SELECT count(*) " + RUN_ROWS.format(table="lag_features") + " WHERE NOT is_warmup AND ("
+    "y_lag6 IS NULL OR week_avg IS NULL OR month_avg IS NULL OR quarter_avg IS NULL OR "
+    "prev_week_3 IS NULL OR prev_month_3 IS NULL OR nbhd_prev_week IS NULL OR nbhd_prev_month IS NULL)"
+)
+
+
+class SeriesConfig(Config):
+    """Launchpad settings of the customer series."""
+
+    min_monthly_transactions: float = Field(
+        20.0,
+        description="Customers with fewer transactions per month on average are marked "
+        "sufficient_history = false (the Soro et al. paper used 100).",
+    )
+
+
+def _count(con, sql: str) -> int:  # noqa: ANN001
+    return int(con.execute(sql).fetchall()[0][0])
+
+
+@asset(
+    partitions_def=customer_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    pool=WAREHOUSE_POOL,
+    group_name=FEATURES_GROUP,
+    kinds={"duckdb"},
+    deps=[AssetDep(RAW_TRANSACTIONS.key, partition_mapping=AllPartitionMapping())],
+    metadata={"table": "customer_series", "partition_expr": "partition_key"},
+    check_specs=[
+        AssetCheckSpec("no_duplicate_periods", asset="customer_series"),
+        AssetCheckSpec("calendar_complete", asset="customer_series"),
+    ],
+)
+def customer_series(
+    context: AssetExecutionContext, config: SeriesConfig, warehouse: WarehouseResource
+) -> MaterializeResult:
+    """Daily, weekly, monthly and quarterly amount and distinct counterparts, in and out apart,
+    on a complete calendar up to the newest transaction (never a future date)."""
+    keys = list(context.partition_keys)
+    context.log.info("customer_series for %s", partition_label(keys))
+    with warehouse.open(context.log).connect() as con:
+        horizon = series_horizon(con)
+        if horizon is None:
+            raise Failure(
+                "raw.transactions holds no transaction dated today or earlier: "
+                "materialize raw_transactions first"
+            )
+        future = future_transactions(con, horizon)
+        if future:
+            context.log.warning("%d transactions dated after %s are left out of the series", future, horizon)
+        written = write_customer_series(con, keys, horizon, config.min_monthly_transactions)
+        without = _count(
+            con, "SELECT count(*) FROM run_customers ANTI JOIN customer_series USING (partition_key)"
+        )
+        short = _count(
+            con,
+            "SELECT count(*) " + RUN_ROWS.format(table="customer_history") + " WHERE NOT sufficient_history",
+        )
+        duplicates = _count(
+            con, DUPLICATES_SQL.format(cols="partition_key, grain, period_start", table="customer_series")
+        )
+        gaps = _count(con, GAPS_SQL)
+        preview = preview_markdown(
+            con,
+            "SELECT * " + RUN_ROWS.format(table="customer_series") + " WHERE grain = 'month' ORDER BY 1, 3",
+            [],
+        )
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": written,
+            "customers": len(keys),
+            "customers_without_transactions": without,
+            "customers_with_short_history": short,
+            "horizon": horizon.isoformat(),
+            "future_transactions_left_out": future,
+            "preview": preview,
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name="no_duplicate_periods", passed=duplicates == 0, metadata={"duplicates": duplicates}
+            ),
+            AssetCheckResult(
+                check_name="calendar_complete", passed=gaps == 0, metadata={"customers_with_gaps": gaps}
+            ),
+        ],
+    )
+
+
+@asset(
+    partitions_def=customer_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    pool=WAREHOUSE_POOL,
+    group_name=FEATURES_GROUP,
+    kinds={"duckdb"},
+    deps=[customer_series],
+    metadata={"table": "lag_features", "partition_expr": "partition_key"},
+    check_specs=[
+        AssetCheckSpec("no_duplicate_days", asset="lag_features"),
+        AssetCheckSpec("no_null_lags_after_warmup", asset="lag_features"),
+    ],
+)
+def lag_features(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+    """The lag dataset (Soro et al., Table 1): per customer, measure and day, lags 1-6, weekly,
+    monthly and quarterly averages, weekday flags, previous weeks and months, neighbourhoods."""
+    keys = list(context.partition_keys)
+    context.log.info("lag_features for %s", partition_label(keys))
+    with warehouse.open(context.log).connect() as con:
+        written = write_lag_features(con, keys)
+        duplicates = _count(
+            con, DUPLICATES_SQL.format(cols="partition_key, measure, day", table="lag_features")
+        )
+        null_lags = _count(con, NULL_LAGS_SQL)
+        preview = preview_markdown(
+            con,
+            "SELECT * " + RUN_ROWS.format(table="lag_features") + " WHERE NOT is_warmup ORDER BY 1, 2, 3",
+            [],
+        )
+    return MaterializeResult(
+        metadata={"dagster/row_count": written, "customers": len(keys), "preview": preview},
+        check_results=[
+            AssetCheckResult(
+                check_name="no_duplicate_days", passed=duplicates == 0, metadata={"duplicates": duplicates}
+            ),
+            AssetCheckResult(
+                check_name="no_null_lags_after_warmup",
+                passed=null_lags == 0,
+                metadata={"null_lag_rows": null_lags},
+            ),
+        ],
+    )

@@ -19,8 +19,6 @@ peak_mb_10x=...``.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +34,10 @@ from crm_pipeline.sources.runner import EachDbRunner  # noqa: E402
 from crm_pipeline.sources.selection import DatabaseFilter  # noqa: E402
 from crm_pipeline.warehouse.extract import extract_entity  # noqa: E402
 from crm_pipeline.warehouse.store import Warehouse, Window  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from measure import child_peak_mb as run_child  # noqa: E402
+from measure import report_child_peak  # noqa: E402
 
 WINDOW = Window(date(2000, 1, 1), date(2100, 1, 1))
 FILL_SQL = """
@@ -133,32 +135,13 @@ VARIANTS = {"ours": run_ours, "raw": run_raw, "pandas": run_pandas, "idle": lamb
 
 def child_peak_mb(variant: str, connection: str, n: int, workdir: Path) -> float:
     """Peak RSS (MB) of a fresh process that runs one variant."""
-    out = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--child",
-            variant,
-            "--connection",
-            connection,
-            "--databases",
-            str(n),
-            "--workdir",
-            str(workdir),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
+    args = ["--child", variant, "--connection", connection, "--databases", str(n), "--workdir", str(workdir)]
+    return run_child(__file__, args)
 
 
 def child_main(args: argparse.Namespace) -> None:
     VARIANTS[args.child](args.connection, args.databases, Path(args.workdir))
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec from the forking parent.
-    status = Path("/proc/self/status").read_text()
-    peak_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
-    print(json.dumps({"peak_mb": peak_kb / 1024}))
+    report_child_peak()
 
 
 def timed(variant: str, connection: str, n: int, workdir: Path, repeat: int) -> tuple[float, int]:

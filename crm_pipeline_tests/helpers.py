@@ -49,3 +49,22 @@ def execute_sqlite(path: Path, *statements: str) -> None:
 def count(warehouse: Warehouse, sql: str, params: list | None = None) -> int:
     with warehouse.connect(read_only=True) as con:
         return con.execute(sql, params or []).fetchone()[0]
+
+
+def seed_raw(wh: Warehouse, entity: str, rows: list[dict], replace: bool = True) -> None:
+    """Put ``rows`` (column -> value; missing columns NULL) into ``raw.<entity>`` as one committed load."""
+    from crm_pipeline.entities import ENTITIES
+    from crm_pipeline.warehouse.store import refresh_customer_keys
+
+    cols = list(ENTITIES[entity].columns)
+    load_id = f"seed-{entity}-{len(rows)}-{id(rows)}"
+    with wh.connect() as con:
+        if replace:
+            con.execute(f"DELETE FROM raw_store.{entity}")
+        con.executemany(
+            f"INSERT INTO raw_store.{entity} ({', '.join(cols)}, source_db, run_id, load_id, extracted_at) "
+            f"VALUES ({', '.join('?' * len(cols))}, ?, 'r', ?, now())",
+            [[row.get(c) for c in cols] + [row.get("source_db", "db1"), load_id] for row in rows],
+        )
+        con.execute("INSERT INTO loads VALUES (?, 'r', ?, 'all', now())", [load_id, entity])
+        refresh_customer_keys(con, "r")

@@ -38,6 +38,7 @@ def test_demo_command_runs_every_stage_and_says_how_to_open_the_ui(tmp_path):
     con = duckdb.connect(str(tmp_path / "demo" / "warehouse.duckdb"), read_only=True)
     assert con.execute("SELECT count(*) FROM customer_activity").fetchall()[0][0] == 4
     assert con.execute("SELECT count(DISTINCT partition_key) FROM lag_features").fetchall()[0][0] == 4
+    assert con.execute("SELECT count(DISTINCT partition_key) FROM crm_events").fetchall()[0][0] == 4
     assert con.execute("SELECT count(DISTINCT source_db) FROM raw.transactions").fetchall()[0][0] == 2
     assert con.execute("SELECT count(*) FROM extraction_log WHERE status <> 'ok'").fetchall()[0][0] == 0
 

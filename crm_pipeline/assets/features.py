@@ -3,6 +3,7 @@
 from dagster import (
     AllPartitionMapping,
     AssetCheckResult,
+    AssetCheckSeverity,
     AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
@@ -16,6 +17,7 @@ from pydantic import Field
 
 from crm_pipeline.assets.extraction import WAREHOUSE_POOL, raw_assets
 from crm_pipeline.assets.metadata import preview_markdown
+from crm_pipeline.features.encoding import UNSEEN_CODE, learn_encodings, write_crm_events
 from crm_pipeline.features.series import (
     future_transactions,
     series_horizon,
@@ -26,7 +28,9 @@ from crm_pipeline.partitions import customer_partitions, partition_label
 from crm_pipeline.resources import WarehouseResource
 
 FEATURES_GROUP = "features"
-RAW_TRANSACTIONS = next(a for a in raw_assets if a.key.path[-1] == "raw_transactions")
+RAW = {a.key.path[-1]: a for a in raw_assets}
+RAW_TRANSACTIONS = RAW["raw_transactions"]
+CRM_RAW = [RAW[f"raw_{e}"] for e in ("opportunities", "quotations", "orders")]
 
 RUN_ROWS = "FROM {table} JOIN run_customers USING (partition_key)"
 DUPLICATES_SQL = "SELECT count(*) FROM (SELECT {cols} " + RUN_ROWS + " GROUP BY ALL HAVING count(*) > 1)"
@@ -164,5 +168,62 @@ def lag_features(context: AssetExecutionContext, warehouse: WarehouseResource) -
                 passed=null_lags == 0,
                 metadata={"null_lag_rows": null_lags},
             ),
+        ],
+    )
+
+
+@asset(
+    partitions_def=customer_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    pool=WAREHOUSE_POOL,
+    group_name=FEATURES_GROUP,
+    kinds={"duckdb"},
+    deps=[AssetDep(a.key, partition_mapping=AllPartitionMapping()) for a in CRM_RAW],
+    metadata={"table": "crm_events", "partition_expr": "partition_key"},
+    check_specs=[AssetCheckSpec("buy_interest_labels_known", asset="crm_events")],
+)
+def crm_events(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+    """Opportunities -> quotations -> orders per customer with the CRM paper's encoded columns.
+
+    Categorical codes are learned first (append-only in ``crm_encodings``), so a new month
+    never renumbers old codes; buy interest is ordinal, subtotals are converted to EUR."""
+    keys = list(context.partition_keys)
+    context.log.info("crm_events for %s", partition_label(keys))
+    with warehouse.open(context.log).connect() as con:
+        learned = learn_encodings(con, context.run.run_id)
+        written = write_crm_events(con, keys)
+        run_events = RUN_ROWS.format(table="crm_events")
+        unknown_interest = _count(
+            con,
+            f"SELECT count(*) {run_events} WHERE opportunity_buy_interest = {UNSEEN_CODE} "
+            f"OR quotation_buy_interest = {UNSEEN_CODE}",
+        )
+        no_rate = _count(
+            con,
+            f"SELECT count(*) {run_events} "
+            "WHERE quotation_subtotal IS NOT NULL AND quotation_subtotal_eur IS NULL",
+        )
+        codes = preview_markdown(
+            con, "SELECT column_name, category, code FROM crm_encodings ORDER BY 1, 3", []
+        )
+        preview = preview_markdown(con, f"SELECT * {run_events} ORDER BY 1, process_date", [])
+    if no_rate:
+        context.log.warning("%d quotations have a currency without an fx_rates row: no EUR subtotal", no_rate)
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": written,
+            "customers": len(keys),
+            "new_codes": learned,
+            "subtotals_without_fx_rate": no_rate,
+            "encodings": codes,
+            "preview": preview,
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name="buy_interest_labels_known",
+                passed=unknown_interest == 0,
+                severity=AssetCheckSeverity.WARN,
+                metadata={"events_with_unknown_label": unknown_interest},
+            )
         ],
     )

@@ -45,3 +45,25 @@ CREATE TABLE IF NOT EXISTS customer_keys (
     added_at      TIMESTAMP NOT NULL,
     PRIMARY KEY (source_db, customer_id)
 );
+
+-- Categorical codes of the encoded CRM columns; a code, once given, never changes.
+CREATE TABLE IF NOT EXISTS crm_encodings (
+    column_name VARCHAR NOT NULL,
+    category    VARCHAR NOT NULL,
+    code        INTEGER NOT NULL,
+    run_id      VARCHAR NOT NULL,
+    added_at    TIMESTAMP NOT NULL,
+    PRIMARY KEY (column_name, category),
+    UNIQUE (column_name, code)
+);
+
+-- Ordinal levels of buy interest (opportunities and quotations); edit to match your CRM's labels.
+CREATE TABLE IF NOT EXISTS buy_interest_levels (label VARCHAR PRIMARY KEY, level INTEGER NOT NULL);
+INSERT OR IGNORE INTO buy_interest_levels VALUES ('low', 1), ('medium', 2), ('high', 3), ('very high', 4);
+
+-- Conversion of quotation subtotals to EUR. The rows below are round demo rates: load your own
+-- (currency, rate_to_eur) before trusting quotation_subtotal_eur; a currency without a rate gives NULL.
+CREATE TABLE IF NOT EXISTS fx_rates (currency VARCHAR PRIMARY KEY, rate_to_eur DOUBLE NOT NULL);
+INSERT OR IGNORE INTO fx_rates VALUES
+    ('EUR', 1.0), ('USD', 0.9), ('GBP', 1.15), ('CHF', 1.0), ('SEK', 0.09),
+    ('JPY', 0.0065), ('BRL', 0.18), ('ZAR', 0.05);

@@ -9,6 +9,7 @@ from dagster import DagsterInstance, build_schedule_context, build_sensor_contex
 
 from crm_pipeline.assets.customers import customer_activity
 from crm_pipeline.assets.extraction import raw_assets
+from crm_pipeline.assets.features import crm_events, customer_series, lag_features
 from crm_pipeline.automation import customer_partitions_sensor
 from crm_pipeline.definitions import build_definitions
 from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
@@ -87,13 +88,28 @@ def test_sensor_adds_customer_partitions_then_customer_backfill(defs, instance):
 
     keys = instance.get_dynamic_partitions(CUSTOMER_PARTITIONS_NAME)[:3]
     tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[2]}
+    customer_assets = [customer_activity, customer_series, lag_features, crm_events]
     for _ in range(2):  # a re-run replaces, never duplicates
-        assert materialize(
-            [customer_activity], instance=instance, resources=defs.resources, tags=tags
-        ).success
+        result = materialize(customer_assets, instance=instance, resources=defs.resources, tags=tags)
+        assert result.success
+        assert all(checks(result).values()) and len(checks(result)) == 5
     wh = defs.resources["warehouse"].open()
     assert count(wh, "SELECT count(*) FROM customer_activity") == 3
     assert count(wh, "SELECT count(*) FROM customer_activity WHERE transactions > 0") == 3
+    assert count(wh, "SELECT count(DISTINCT partition_key) FROM lag_features") == 3
+    dupes = (
+        "SELECT count(*) FROM (SELECT partition_key, measure, day FROM lag_features "
+        "GROUP BY ALL HAVING count(*) > 1)"
+    )
+    assert count(wh, dupes) == 0
+    with_crm = (
+        "SELECT count(DISTINCT k.partition_key) FROM raw.opportunities o "
+        "JOIN customer_keys k USING (source_db, customer_id) WHERE k.partition_key IN (?, ?, ?)"
+    )
+    assert count(wh, "SELECT count(DISTINCT partition_key) FROM crm_events") == count(wh, with_crm, keys) > 0
+    assert count(wh, "SELECT count(*) FROM crm_events WHERE trading_currency_code = -1") == 0
+    md = result.asset_materializations_for_node("customer_series")[0].metadata
+    assert md["customers"].value == 3 and "preview" in md
 
 
 def test_schedule_requests_the_month_that_just_closed(defs):

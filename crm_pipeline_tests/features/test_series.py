@@ -10,26 +10,20 @@ from crm_pipeline.features.series import (
     write_customer_series,
     write_lag_features,
 )
-from crm_pipeline.warehouse.store import Warehouse, refresh_customer_keys
+from crm_pipeline.warehouse.store import Warehouse
+from crm_pipeline_tests.helpers import seed_raw
 
 START = date(2020, 1, 1)  # a Wednesday
+TX_COLUMNS = ("source_db", "customer_id", "event_date", "amount", "counterpart", "direction")
 
 
 def seed(wh: Warehouse, rows: list[tuple]) -> None:
     """rows: (source_db, customer_id, day, amount, counterpart, direction), committed as one load."""
-    with wh.connect() as con:
-        con.execute("DELETE FROM raw_store.transactions")
-        con.executemany(
-            "INSERT INTO raw_store.transactions VALUES (?, ?, ?, ?, ?, ?, ?, 'r', 'seed', now())",
-            [
-                (f"t{i}", cust, day, amount, cp, direction, db)
-                for i, (db, cust, day, amount, cp, direction) in enumerate(rows)
-            ],
-        )
-        con.execute(
-            "INSERT INTO loads VALUES ('seed', 'r', 'transactions', 'all', now()) ON CONFLICT DO NOTHING"
-        )
-        refresh_customer_keys(con, "r")
+    seed_raw(
+        wh,
+        "transactions",
+        [dict(zip(TX_COLUMNS, r, strict=True)) | {"transaction_id": f"t{i}"} for i, r in enumerate(rows)],
+    )
 
 
 def build(wh: Warehouse, horizon: date, keys=("db1.C1",)) -> None:

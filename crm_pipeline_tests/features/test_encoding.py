@@ -1,0 +1,141 @@
+"""Encoded CRM events: stable codes, explicit none/unseen codes, ordinal interest, EUR subtotals."""
+
+from datetime import date
+
+import pytest
+
+from crm_pipeline.features.encoding import NONE_CODE, UNSEEN_CODE, learn_encodings, write_crm_events
+from crm_pipeline.warehouse.store import Warehouse
+from crm_pipeline_tests.helpers import seed_raw
+
+D = date(2019, 5, 2)
+
+
+@pytest.fixture
+def wh(tmp_path) -> Warehouse:
+    wh = Warehouse(tmp_path / "w.duckdb")
+    seed_raw(
+        wh,
+        "opportunities",
+        [
+            {
+                "opportunity_id": "O1",
+                "customer_id": "C1",
+                "event_date": D,
+                "buy_interest": "High",
+                "trading_currency": "EUR",
+            },
+            {
+                "opportunity_id": "O2",
+                "customer_id": "C1",
+                "event_date": D,
+                "buy_interest": "maybe",
+                "trading_currency": "USD",
+                "cancellation_detail": "no budget",
+            },
+        ],
+    )
+    seed_raw(
+        wh,
+        "quotations",
+        [
+            {
+                "quotation_id": "Q1",
+                "opportunity_id": "O1",
+                "customer_id": "C1",
+                "event_date": D,
+                "buy_interest": "low",
+                "subtotal": 1000,
+                "trading_currency": "EUR",
+            },
+            {
+                "quotation_id": "Q2",
+                "opportunity_id": "O1",
+                "customer_id": "C1",
+                "event_date": D,
+                "buy_interest": None,
+                "subtotal": 200,
+                "trading_currency": "USD",
+                "cancellation_detail": "price too high",
+            },
+        ],
+    )
+    seed_raw(
+        wh,
+        "orders",
+        [
+            {
+                "order_id": "S1",
+                "quotation_id": "Q1",
+                "customer_id": "C1",
+                "event_date": D,
+                "amount": 990,
+                "trading_currency": "EUR",
+            },
+        ],
+    )
+    return wh
+
+
+def events(wh: Warehouse) -> dict[tuple, tuple]:
+    with wh.connect(read_only=True) as con:
+        rows = con.execute(
+            "SELECT opportunity_id, quotation_id, order_id, opportunity_buy_interest, "
+            "quotation_buy_interest, "
+            "quotation_subtotal_eur, trading_currency_code, opportunity_cancellation_code, "
+            "quotation_cancellation_code, order_cancellation_code FROM crm_events"
+        ).fetchall()
+    return {r[:2]: r[2:] for r in rows}
+
+
+def codes(wh: Warehouse, column: str) -> dict[str, int]:
+    with wh.connect(read_only=True) as con:
+        return dict(
+            con.execute("SELECT category, code FROM crm_encodings WHERE column_name = ?", [column]).fetchall()
+        )
+
+
+def test_events_join_the_process_and_encode_every_column(wh):
+    with wh.connect() as con:
+        assert learn_encodings(con, "r1") == 4  # EUR, USD, 'no budget', 'price too high'
+        assert write_crm_events(con, ["db1.C1"]) == 3
+    currency = codes(wh, "trading_currency")
+    assert currency == {"EUR": 1, "USD": 2}
+    e = events(wh)
+    assert e[("O1", "Q1")] == ("S1", 3, 1, 1000.0, currency["EUR"], NONE_CODE, NONE_CODE, NONE_CODE)
+    order, opp_int, q_int, eur, cur, _, q_cancel, _ = e[("O1", "Q2")]
+    assert (order, q_int, eur, cur, q_cancel) == (None, NONE_CODE, pytest.approx(180.0), 2, 1)
+    # an opportunity without quotation is still an event; an unknown interest label is 'unseen'
+    assert e[("O2", None)][:2] == (None, UNSEEN_CODE) and e[("O2", None)][5] == 1
+
+
+def test_codes_never_change_and_new_categories_are_appended(wh):
+    with wh.connect() as con:
+        learn_encodings(con, "r1")
+    before = codes(wh, "trading_currency")
+    seed_raw(
+        wh,
+        "quotations",
+        [
+            {
+                "quotation_id": "Q9",
+                "opportunity_id": "O1",
+                "customer_id": "C1",
+                "event_date": D,
+                "subtotal": 5,
+                "trading_currency": "AAA",
+            },  # sorts before EUR: still gets the next code
+        ],
+        replace=False,
+    )
+    with wh.connect() as con:
+        write_crm_events(con, ["db1.C1"])
+    assert events(wh)[("O1", "Q9")][4] == UNSEEN_CODE  # not learned yet: explicit unseen code
+    with wh.connect() as con:
+        assert learn_encodings(con, "r2") == 1
+        assert learn_encodings(con, "r3") == 0
+        write_crm_events(con, ["db1.C1"])
+    after = codes(wh, "trading_currency")
+    assert after == {**before, "AAA": max(before.values()) + 1}
+    assert events(wh)[("O1", "Q9")][4] == after["AAA"]
+    assert events(wh)[("O1", "Q9")][3] is None  # no FX rate for AAA: no EUR subtotal, not a guess

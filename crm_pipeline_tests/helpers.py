@@ -68,3 +68,15 @@ def seed_raw(wh: Warehouse, entity: str, rows: list[dict], replace: bool = True)
         )
         con.execute("INSERT INTO loads VALUES (?, 'r', ?, 'all', now())", [load_id, entity])
         refresh_customer_keys(con, "r")
+
+
+TX_COLUMNS = ("source_db", "customer_id", "event_date", "amount", "counterpart", "direction")
+
+
+def seed_transactions(wh: Warehouse, rows: list[tuple]) -> None:
+    """rows: (source_db, customer_id, day, amount, counterpart, direction), committed as one load."""
+    seed_raw(
+        wh,
+        "transactions",
+        [dict(zip(TX_COLUMNS, r, strict=True)) | {"transaction_id": f"t{i}"} for i, r in enumerate(rows)],
+    )

@@ -11,19 +11,9 @@ from crm_pipeline.features.series import (
     write_lag_features,
 )
 from crm_pipeline.warehouse.store import Warehouse
-from crm_pipeline_tests.helpers import seed_raw
+from crm_pipeline_tests.helpers import seed_transactions as seed
 
 START = date(2020, 1, 1)  # a Wednesday
-TX_COLUMNS = ("source_db", "customer_id", "event_date", "amount", "counterpart", "direction")
-
-
-def seed(wh: Warehouse, rows: list[tuple]) -> None:
-    """rows: (source_db, customer_id, day, amount, counterpart, direction), committed as one load."""
-    seed_raw(
-        wh,
-        "transactions",
-        [dict(zip(TX_COLUMNS, r, strict=True)) | {"transaction_id": f"t{i}"} for i, r in enumerate(rows)],
-    )
 
 
 def build(wh: Warehouse, horizon: date, keys=("db1.C1",)) -> None:

@@ -1,0 +1,121 @@
+"""Periodicity and trend rules on series built to be periodic, trending, or neither."""
+
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+import statsmodels.api as sm
+
+from crm_pipeline.features.series import write_customer_series
+from crm_pipeline.patterns.rules import write_patterns
+from crm_pipeline.warehouse.store import Warehouse
+from crm_pipeline_tests.helpers import seed_transactions
+
+START, DAYS = date(2017, 1, 2), 3 * 365  # START is a Monday
+KEYS = ["db1.WEEKLY", "db1.MONTHLY", "db1.GROWING", "db1.FLAT"]
+
+
+def series() -> list[tuple]:
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(DAYS):
+        day = START + timedelta(days=i)
+        month_index = (day.year - START.year) * 12 + day.month - 1
+        if day.weekday() == 0:  # three counterparts paid every Monday
+            rows += [("db1", "WEEKLY", day, 100, f"W{k}", "out") for k in range(3)]
+        if day.day == 15:  # three counterparts paid on the 15th
+            rows += [("db1", "MONTHLY", day, 100, f"M{k}", "out") for k in range(3)]
+        if rng.random() < 0.5 and day.weekday() != 0 and day.day != 15:  # noise: one counterpart
+            for cust in ("WEEKLY", "MONTHLY"):
+                rows.append(("db1", cust, day, 20, f"N{rng.integers(50)}", "out"))
+        if day.day in (3, 17):  # a steadily growing customer and a flat one
+            rows.append(("db1", "GROWING", day, round(1000 * (1 + 0.04 * month_index), 2), "G", "in"))
+            rows.append(("db1", "FLAT", day, round(1000 + rng.normal(0, 100), 2), "F", "in"))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def wh(tmp_path_factory) -> Warehouse:
+    wh = Warehouse(tmp_path_factory.mktemp("patterns") / "w.duckdb")
+    seed_transactions(wh, series())
+    with wh.connect() as con:
+        write_customer_series(con, KEYS, START + timedelta(days=DAYS - 1))
+        write_patterns(con, KEYS)
+    return wh
+
+
+def cyclic(wh, key: str) -> set[tuple[str, int]]:
+    with wh.connect(read_only=True) as con:
+        return set(
+            con.execute(
+                "SELECT kind, value FROM pattern_periodicity WHERE partition_key = ? "
+                "AND measure = 'counterparts_out' AND cyclic",
+                [key],
+            ).fetchall()
+        )
+
+
+def test_weekly_and_monthly_payments_are_periodic_and_noise_is_not(wh):
+    assert cyclic(wh, "db1.WEEKLY") == {("weekday", 1)}
+    assert cyclic(wh, "db1.MONTHLY") == {("day_of_month", 15)}
+    assert cyclic(wh, "db1.GROWING") == set() and cyclic(wh, "db1.FLAT") == set()
+
+
+def trend(wh, key: str) -> tuple:
+    with wh.connect(read_only=True) as con:
+        return con.execute(
+            "SELECT slope, p_value, direction, relative_slope FROM pattern_monthly_trend "
+            "WHERE partition_key = ? AND measure = 'amount_in'",
+            [key],
+        ).fetchall()[0]
+
+
+def monthly_totals(wh, key: str) -> np.ndarray:
+    with wh.connect(read_only=True) as con:
+        return np.array(
+            [
+                v
+                for (v,) in con.execute(
+                    "SELECT amount_in::DOUBLE FROM customer_series WHERE partition_key = ? "
+                    "AND grain = 'month' AND period_start BETWEEN '2017-02-01' AND '2019-12-01' "
+                    "ORDER BY period_start",
+                    [key],
+                ).fetchall()
+            ]
+        )
+
+
+@pytest.mark.parametrize("key", ["db1.GROWING", "db1.FLAT"])
+def test_monthly_trend_matches_statsmodels(wh, key):
+    y = monthly_totals(wh, key)
+    fit = sm.OLS(y, sm.add_constant(np.arange(len(y), dtype=float))).fit()
+    slope, p_value, _, _ = trend(wh, key)
+    assert slope == pytest.approx(fit.params[1], rel=1e-9)
+    assert p_value == pytest.approx(fit.pvalues[1], rel=1e-6, abs=1e-12)
+
+
+def test_growing_customer_trends_up_flat_one_does_not(wh):
+    slope, p, direction, relative = trend(wh, "db1.GROWING")
+    assert (
+        direction == "up" and p <= 0.05 and slope > 50
+    )  # about +80 a month (2 x 40), less the partial last month
+    assert relative > 0
+    assert trend(wh, "db1.FLAT")[2] == "flat"
+
+
+def test_quarter_over_quarter_flags_big_yearly_changes(wh):
+    with wh.connect(read_only=True) as con:
+        rows = dict(
+            con.execute(
+                "SELECT partition_key, bool_or(flagged) FROM pattern_quarter_trend "
+                "WHERE measure = 'amount_in' GROUP BY 1"
+            ).fetchall()
+        )
+        first_delta = con.execute(
+            "SELECT delta FROM pattern_quarter_trend WHERE partition_key = 'db1.GROWING' "
+            "AND measure = 'amount_in' ORDER BY quarter_start LIMIT 1"
+        ).fetchall()[0][0]
+    # Q1 2017 is incomplete (the series starts on 2 January), so the first comparison is
+    # Q2 2018 against Q2 2017: levels 1 + 0.04 x month index, (1.64 - 1.16) / 1.16
+    assert first_delta == pytest.approx(0.48 / 1.16, rel=1e-9)
+    assert rows == {"db1.GROWING": True, "db1.FLAT": False, "db1.WEEKLY": False, "db1.MONTHLY": False}

@@ -9,7 +9,9 @@ by default. Side by side in one run:
            write the table back to DuckDB.
 
 The two tables are asserted equal. Peak memory is the peak RSS of a fresh child process
-per variant. Last line: ``RESULT speedup_vs_pandas=... peak_mb_ratio=...`` (ours / pandas).
+per variant. Then periodicity and trend for the same customers: ours (three SQL statements and
+vectorised p-values) against a per-customer Python loop calling statsmodels OLS, p-values
+asserted equal. Last line: ``RESULT speedup_vs_pandas=... peak_mb_ratio=... patterns_speedup=...``.
 
     .venv/bin/python benchmarks/features.py
     .venv/bin/python benchmarks/features.py --customers 50 --years 3   # quick look
@@ -39,6 +41,7 @@ from crm_pipeline.features.series import (  # noqa: E402
     write_customer_series,
     write_lag_features,
 )
+from crm_pipeline.patterns.rules import PAPER_RULES, PatternRules, write_patterns  # noqa: E402
 from crm_pipeline.warehouse.store import Warehouse, refresh_customer_keys  # noqa: E402
 
 START = date(2010, 1, 1)
@@ -177,6 +180,59 @@ def assert_same(path: Path) -> None:
     pd.testing.assert_frame_equal(ours, ref, check_dtype=False, atol=1e-6, rtol=1e-9)
 
 
+def run_patterns(path: Path) -> tuple[pd.DataFrame, set[tuple]]:
+    """Ours: periodicity, quarter trend and monthly trend for every customer at once."""
+    keys = customer_keys(path)
+    with Warehouse(path).connect() as con:
+        write_patterns(con, keys)
+        trend = con.execute(
+            "SELECT partition_key, measure, p_value FROM pattern_monthly_trend ORDER BY 1, 2"
+        ).df()
+        cyclic = con.execute(
+            "SELECT partition_key, measure, kind, value FROM pattern_periodicity WHERE cyclic"
+        ).fetchall()
+    return trend, set(cyclic)
+
+
+def loop_patterns(path: Path, rules: PatternRules = PAPER_RULES) -> tuple[pd.DataFrame, set[tuple]]:
+    """The baseline: a Python loop over customers, pandas for periodicity and quarters,
+    statsmodels OLS for the monthly trend."""
+    import statsmodels.api as sm
+
+    con = duckdb.connect(str(path), read_only=True)
+    series = con.execute("SELECT * FROM customer_series ORDER BY partition_key, grain, period_start").df()
+    con.close()
+    out, cyclic = [], set()
+    for key, frame in series.groupby("partition_key", sort=True):
+        daily = frame[frame.grain == "day"]
+        first, last = daily.period_start.min(), daily.period_start.max()
+        for measure in ("counterparts_in", "counterparts_out"):
+            d = daily[["period_start", measure]].copy()
+            year = d.period_start.dt.year
+            tau = rules.tau_share * d.groupby(year)[measure].transform("max")
+            d["hit"] = (tau > 0) & (d[measure] > tau)
+            d["month"] = d.period_start.dt.to_period("M")
+            months = d["month"].nunique()
+            for kind, value in (
+                ("weekday", d.period_start.dt.dayofweek + 1),
+                ("day_of_month", d.period_start.dt.day),
+            ):
+                hits = d.assign(value=value).groupby(["value", "month"])["hit"].any().groupby("value").sum()
+                cyclic |= {
+                    (key, measure, kind, int(v)) for v in hits.index[hits / months >= rules.min_month_ratio]
+                }
+        monthly = frame[(frame.grain == "month") & (frame.period_start >= first)]
+        monthly = monthly[monthly.period_start + pd.DateOffset(months=1) <= last + pd.Timedelta(days=1)]
+        for measure in ("amount_in", "amount_out"):
+            y = monthly[measure].astype(float).to_numpy()
+            p = np.nan
+            if len(y) >= 3:
+                fit = sm.OLS(y, sm.add_constant(np.arange(len(y), dtype=float))).fit()
+                p = fit.pvalues[1]
+            out.append((key, measure, p))
+    return pd.DataFrame(out, columns=["partition_key", "measure", "p_value"]), cyclic
+
+
 VARIANTS = {"ours": run_ours, "pandas": run_pandas, "idle": lambda path, horizon: 0}
 
 
@@ -210,9 +266,25 @@ def main() -> None:
         peaks = {v: child_peak_mb(__file__, ["--child", v, *child]) - idle for v in ("pandas", "ours")}
         for variant, mb in peaks.items():
             print(f"{variant:>7}: peak {mb:8.1f} MB above an idle process ({idle:.0f} MB)")
+        started = time.perf_counter()
+        ours_trend, ours_cyclic = run_patterns(path)
+        pattern_ours = time.perf_counter() - started
+        started = time.perf_counter()
+        loop_trend, loop_cyclic = loop_patterns(path)
+        pattern_loop = time.perf_counter() - started
+        pd.testing.assert_frame_equal(ours_trend, loop_trend, check_dtype=False, rtol=1e-6, atol=1e-12)
+        assert ours_cyclic == loop_cyclic, ours_cyclic ^ loop_cyclic
+        print(
+            f"patterns: ours {pattern_ours:.2f}s, per-customer loop {pattern_loop:.2f}s "
+            f"(p-values and {len(ours_cyclic)} cyclic days equal)"
+        )
     speedup, ratio = times["pandas"] / times["ours"], peaks["ours"] / peaks["pandas"]
+    patterns_speedup = pattern_loop / pattern_ours
     print(f"ours is {speedup:.1f}x the pandas reference with {ratio:.2f}x its peak memory")
-    print(f"RESULT speedup_vs_pandas={speedup:.2f} peak_mb_ratio={ratio:.3f}")
+    print(
+        f"RESULT speedup_vs_pandas={speedup:.2f} peak_mb_ratio={ratio:.3f} "
+        f"patterns_speedup={patterns_speedup:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
 
     from crm_pipeline.assets.customers import customer_activity
     from crm_pipeline.assets.extraction import raw_assets
-    from crm_pipeline.assets.features import crm_events, customer_series, lag_features
+    from crm_pipeline.assets.features import crm_events, customer_series, lag_features, regular_patterns
     from crm_pipeline.automation import unregistered_customer_keys
     from crm_pipeline.definitions import build_definitions
     from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
@@ -85,7 +85,7 @@ def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
     instance.add_dynamic_partitions(CUSTOMER_PARTITIONS_NAME, new_keys)
     keys = instance.get_dynamic_partitions(CUSTOMER_PARTITIONS_NAME)
     log.info("customer assets for %d customers (one run)", len(keys))
-    customer_assets = [customer_activity, customer_series, lag_features, crm_events]
+    customer_assets = [customer_activity, customer_series, lag_features, crm_events, regular_patterns]
     materialize(
         customer_assets,
         instance=instance,
@@ -109,6 +109,8 @@ def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
             "customer_history",
             "lag_features",
             "crm_events",
+            "pattern_periodicity",
+            "pattern_monthly_trend",
             "crm_encodings",
             "extraction_log",
         ]

@@ -11,6 +11,7 @@ from dagster import (
     Config,
     Failure,
     MaterializeResult,
+    MetadataValue,
     asset,
 )
 from pydantic import Field
@@ -25,6 +26,8 @@ from crm_pipeline.features.series import (
     write_lag_features,
 )
 from crm_pipeline.partitions import customer_partitions, partition_label
+from crm_pipeline.patterns.plots import pattern_png, png_markdown
+from crm_pipeline.patterns.rules import PatternRules, write_patterns
 from crm_pipeline.resources import WarehouseResource
 
 FEATURES_GROUP = "features"
@@ -226,4 +229,57 @@ def crm_events(context: AssetExecutionContext, warehouse: WarehouseResource) -> 
                 metadata={"events_with_unknown_label": unknown_interest},
             )
         ],
+    )
+
+
+class PatternConfig(Config):
+    """Launchpad settings of the pattern rules (defaults: the Soro et al. paper)."""
+
+    tau_share: float = Field(0.8, description="tau = this share of the year's maximum of daily counterparts")
+    min_month_ratio: float = Field(0.85, description="cyclic when tau is exceeded in this share of months")
+    quarter_delta: float = Field(0.30, description="flag a quarter-over-quarter change at least this large")
+    max_p_value: float = Field(0.05, description="a monthly OLS slope is a trend at this p-value or below")
+    plots: int = Field(6, description="how many customers of the run get a plot in the metadata")
+
+
+@asset(
+    partitions_def=customer_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    pool=WAREHOUSE_POOL,
+    group_name=FEATURES_GROUP,
+    kinds={"duckdb"},
+    deps=[customer_series],
+    metadata={"tables": "pattern_periodicity, pattern_quarter_trend, pattern_monthly_trend"},
+)
+def regular_patterns(
+    context: AssetExecutionContext, config: PatternConfig, warehouse: WarehouseResource
+) -> MaterializeResult:
+    """Periodicity (cyclic weekdays and days of month) and trend (quarter over quarter, monthly
+    OLS slope) per customer, stored with their evidence; plots for the first customers."""
+    keys = list(context.partition_keys)
+    context.log.info("regular_patterns for %s", partition_label(keys))
+    rules = PatternRules(config.tau_share, config.min_month_ratio, config.quarter_delta, config.max_p_value)
+    with warehouse.open(context.log).connect() as con:
+        written = write_patterns(con, keys, rules)
+        run_cyclic = RUN_ROWS.format(table="pattern_periodicity")
+        cyclic = _count(con, f"SELECT count(DISTINCT partition_key) {run_cyclic} WHERE cyclic")
+        directions = dict(
+            con.execute(
+                "SELECT direction, count(*) " + RUN_ROWS.format(table="pattern_monthly_trend") + " GROUP BY 1"
+            ).fetchall()
+        )
+        preview = preview_markdown(
+            con, "SELECT * " + RUN_ROWS.format(table="pattern_monthly_trend") + " ORDER BY p_value", []
+        )
+        plots = [png_markdown(pattern_png(con, key), key) for key in keys[: config.plots]]
+    return MaterializeResult(
+        metadata={
+            **{f"rows_{table}": rows for table, rows in written.items()},
+            "customers": len(keys),
+            "customers_with_cyclic_days": cyclic,
+            "trends_up": directions.get("up", 0),
+            "trends_down": directions.get("down", 0),
+            "preview": preview,
+            "plots": MetadataValue.md("\n\n".join(plots) if plots else "_no customer_"),
+        }
     )

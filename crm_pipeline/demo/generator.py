@@ -183,19 +183,29 @@ class _TenantBuilder:
         weekday = (days + 3) % 7  # 1970-01-01 was a Thursday: 0 = Monday
         dom = days.astype("datetime64[D]") - days.astype("datetime64[D]").astype("datetime64[M]")
         dom = dom.astype(int) + 1
+        # (days, amount, direction, counterparts): a weekly supplier, a monthly payroll paying
+        # several employees on one day (what the periodicity rule on distinct counterparts sees),
+        # and a monthly incoming payment.
+        payroll = int(rng.integers(4, 10))
         periodic = [
-            (days[weekday == rng.integers(0, 5)], scale * 0.8, "out", n_cp),
-            (days[dom == rng.integers(1, 28)], scale * 3, "out", n_cp + 1),
-            (days[dom == rng.integers(20, 28)], scale * 5, "in", n_cp + 2),
+            (days[weekday == rng.integers(0, 5)], scale * 0.8, "out", [n_cp]),
+            (
+                days[dom == rng.integers(1, 28)],
+                scale * 3 / payroll,
+                "out",
+                list(range(n_cp + 3, n_cp + 3 + payroll)),
+            ),
+            (days[dom == rng.integers(20, 28)], scale * 5, "in", [n_cp + 2]),
         ]
-        for p_days, amount, direction, cp in periodic:
+        for p_days, amount, direction, cps in periodic:
             if p_days.size == 0:
                 continue
-            t_days = np.concatenate([t_days, p_days])
-            level = amount * np.interp(p_days, days, shape) * rng.normal(1, 0.03, p_days.size)
-            t_amount = np.concatenate([t_amount, level])
-            t_cp = np.concatenate([t_cp, np.full(p_days.size, cp)])
-            t_dir = np.concatenate([t_dir, np.full(p_days.size, direction)])
+            for cp in cps:
+                t_days = np.concatenate([t_days, p_days])
+                level = amount * np.interp(p_days, days, shape) * rng.normal(1, 0.03, p_days.size)
+                t_amount = np.concatenate([t_amount, level])
+                t_cp = np.concatenate([t_cp, np.full(p_days.size, cp)])
+                t_dir = np.concatenate([t_dir, np.full(p_days.size, direction)])
         order = np.argsort(t_days, kind="stable")
         t_days, t_amount, t_cp, t_dir = t_days[order], t_amount[order], t_cp[order], t_dir[order]
         planted = self._plant_transaction_anomalies(account, t_days, t_amount)

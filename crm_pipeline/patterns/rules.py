@@ -34,6 +34,9 @@ class PatternRules:
     max_p_value: float = 0.05
 
 
+PAPER_RULES = PatternRules()
+
+
 def monthly_trend(sums: pd.DataFrame, max_p_value: float) -> pd.DataFrame:
     """Slope p-values (two-sided t-test, n - 2 degrees of freedom) from least-squares sums.
 
@@ -61,7 +64,7 @@ def monthly_trend(sums: pd.DataFrame, max_p_value: float) -> pd.DataFrame:
 
 
 def write_patterns(
-    con: duckdb.DuckDBPyConnection, partition_keys: Sequence[str], rules: PatternRules = PatternRules()
+    con: duckdb.DuckDBPyConnection, partition_keys: Sequence[str], rules: PatternRules = PAPER_RULES
 ) -> dict[str, int]:
     """Replace the periodicity, quarter-trend and monthly-trend rows of ``partition_keys``."""
     register_run_customers(con, partition_keys)

@@ -9,7 +9,7 @@ from dagster import DagsterInstance, build_schedule_context, build_sensor_contex
 
 from crm_pipeline.assets.customers import customer_activity
 from crm_pipeline.assets.extraction import raw_assets
-from crm_pipeline.assets.features import crm_events, customer_series, lag_features
+from crm_pipeline.assets.features import crm_events, customer_series, lag_features, regular_patterns
 from crm_pipeline.automation import customer_partitions_sensor
 from crm_pipeline.definitions import build_definitions
 from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
@@ -88,7 +88,7 @@ def test_sensor_adds_customer_partitions_then_customer_backfill(defs, instance):
 
     keys = instance.get_dynamic_partitions(CUSTOMER_PARTITIONS_NAME)[:3]
     tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[2]}
-    customer_assets = [customer_activity, customer_series, lag_features, crm_events]
+    customer_assets = [customer_activity, customer_series, lag_features, crm_events, regular_patterns]
     for _ in range(2):  # a re-run replaces, never duplicates
         result = materialize(customer_assets, instance=instance, resources=defs.resources, tags=tags)
         assert result.success
@@ -110,6 +110,16 @@ def test_sensor_adds_customer_partitions_then_customer_backfill(defs, instance):
     assert count(wh, "SELECT count(*) FROM crm_events WHERE trading_currency_code = -1") == 0
     md = result.asset_materializations_for_node("customer_series")[0].metadata
     assert md["customers"].value == 3 and "preview" in md
+    plots = result.asset_materializations_for_node("regular_patterns")[0].metadata["plots"].value
+    assert plots.count("data:image/png;base64,") == 3
+    # a monthly trend needs at least one complete calendar month of history
+    with_a_full_month = (
+        "SELECT count(*) FROM (SELECT min(period_start) AS f, max(period_start) AS l FROM customer_series "
+        "WHERE grain = 'day' GROUP BY partition_key) WHERE CASE WHEN day(f) = 1 THEN f "
+        "ELSE date_trunc('month', f) + INTERVAL 1 MONTH END + INTERVAL 1 MONTH <= l + INTERVAL 1 DAY"
+    )
+    trended = count(wh, "SELECT count(DISTINCT partition_key) FROM pattern_monthly_trend")
+    assert trended == count(wh, with_a_full_month)
 
 
 def test_schedule_requests_the_month_that_just_closed(defs):

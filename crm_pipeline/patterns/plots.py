@@ -1,0 +1,68 @@
+"""Per-customer pattern plots: monthly series with its trend line, and the periodic days."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import duckdb
+import matplotlib
+
+matplotlib.use("Agg")  # no display: render to PNG
+import matplotlib.pyplot as plt  # noqa: E402
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def pattern_png(con: duckdb.DuckDBPyConnection, partition_key: str) -> bytes:
+    """A two-panel PNG: monthly amounts in/out with OLS trend lines; months hit per weekday/day."""
+    months = con.execute(
+        "SELECT period_start, amount_in::DOUBLE AS amount_in, amount_out::DOUBLE AS amount_out, "
+        "period_start < min(period_start) FILTER (WHERE grain = 'day') OVER () AS partial "
+        "FROM customer_series WHERE partition_key = ? AND grain IN ('month', 'day') "
+        "QUALIFY grain = 'month' ORDER BY 1",
+        [partition_key],
+    ).df()
+    trend = dict(
+        (m, (s, i))
+        for m, s, i in con.execute(
+            "SELECT measure, slope, intercept FROM pattern_monthly_trend WHERE partition_key = ?",
+            [partition_key],
+        ).fetchall()
+    )
+    period = con.execute(
+        "SELECT kind, value, max(ratio) AS ratio, bool_or(cyclic) AS cyclic FROM pattern_periodicity "
+        "WHERE partition_key = ? GROUP BY ALL ORDER BY kind, value",
+        [partition_key],
+    ).df()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.5), gridspec_kw={"height_ratios": [3, 2]})
+    for measure, colour in (("amount_in", "tab:green"), ("amount_out", "tab:red")):
+        top.plot(months["period_start"], months[measure], color=colour, lw=1, label=measure)
+        if measure in trend and trend[measure][0] is not None:
+            slope, intercept = trend[measure]
+            index = range(len(months))
+            top.plot(
+                months["period_start"], [intercept + slope * t for t in index], color=colour, ls="--", lw=1
+            )
+    top.set_title(f"{partition_key}: monthly amounts and trend")
+    top.legend(fontsize=8)
+    labels, colours, heights = [], [], []
+    for row in period.itertuples():
+        labels.append(WEEKDAYS[row.value - 1] if row.kind == "weekday" else str(row.value))
+        heights.append(row.ratio)
+        colours.append("tab:blue" if row.cyclic else "lightgrey")
+    bottom.bar(range(len(heights)), heights, color=colours)
+    bottom.set_xticks(range(len(labels)), labels, fontsize=6)
+    bottom.axhline(0.85, color="black", lw=0.8, ls=":")
+    bottom.set_ylabel("share of months")
+    bottom.set_title("periodic weekdays and days of month (blue: cyclic)", fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def png_markdown(png: bytes, title: str) -> str:
+    """A PNG inline in markdown (Dagster metadata has no image type)."""
+    return f"**{title}**\n\n![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"

@@ -1,9 +1,13 @@
 """Per-customer assets: partitioned by the dynamic ``customer`` partitions."""
 
+from collections.abc import Callable, Sequence
+
 from dagster import (
     AllPartitionMapping,
+    AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
+    AssetsDefinition,
     BackfillPolicy,
     MaterializeResult,
     asset,
@@ -16,15 +20,34 @@ from crm_pipeline.partitions import customer_partitions, partition_label
 from crm_pipeline.resources import WarehouseResource
 
 
-@asset(
-    partitions_def=customer_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    pool=WAREHOUSE_POOL,
-    group_name="customers",
-    kinds={"duckdb"},
-    deps=[AssetDep(a.key, partition_mapping=AllPartitionMapping()) for a in raw_assets],
-    metadata={"table": "customer_activity", "partition_expr": "partition_key"},
-)
+def every_partition_of(assets: Sequence[AssetsDefinition]) -> list[AssetDep]:
+    """Dependencies on all partitions of ``assets``: every month feeds every customer."""
+    return [AssetDep(a.key, partition_mapping=AllPartitionMapping()) for a in assets]
+
+
+def customer_asset(
+    tables: str, group: str, deps: Sequence[AssetDep | AssetsDefinition], checks: Sequence[str] = ()
+) -> Callable[[Callable[..., MaterializeResult]], AssetsDefinition]:
+    """Decorator of a customer-partitioned warehouse asset: a backfill over many customers is one
+    run (single-run policy) in the ``duckdb`` pool; ``checks`` name its asset checks."""
+
+    def decorate(fn: Callable[..., MaterializeResult]) -> AssetsDefinition:
+        return asset(
+            name=fn.__name__,
+            partitions_def=customer_partitions,
+            backfill_policy=BackfillPolicy.single_run(),
+            pool=WAREHOUSE_POOL,
+            group_name=group,
+            kinds={"duckdb"},
+            deps=list(deps),
+            metadata={"table": tables, "partition_expr": "partition_key"},
+            check_specs=[AssetCheckSpec(check, asset=fn.__name__) for check in checks],
+        )(fn)
+
+    return decorate
+
+
+@customer_asset("customer_activity", "customers", every_partition_of(raw_assets))
 def customer_activity(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     """Activity profile per customer (first/last event, volumes, counterparts, CRM counts).
 

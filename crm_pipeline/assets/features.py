@@ -1,22 +1,18 @@
 """Feature assets: customer series and the lag dataset, partitioned by customer."""
 
 from dagster import (
-    AllPartitionMapping,
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetCheckSpec,
-    AssetDep,
     AssetExecutionContext,
-    BackfillPolicy,
     Config,
     Failure,
     MaterializeResult,
     MetadataValue,
-    asset,
 )
 from pydantic import Field
 
-from crm_pipeline.assets.extraction import WAREHOUSE_POOL, raw_assets
+from crm_pipeline.assets.customers import customer_asset, every_partition_of
+from crm_pipeline.assets.extraction import raw_assets
 from crm_pipeline.assets.metadata import preview_markdown
 from crm_pipeline.features.encoding import UNSEEN_CODE, learn_encodings, write_crm_events
 from crm_pipeline.features.series import (
@@ -25,7 +21,7 @@ from crm_pipeline.features.series import (
     write_customer_series,
     write_lag_features,
 )
-from crm_pipeline.partitions import customer_partitions, partition_label
+from crm_pipeline.partitions import partition_label
 from crm_pipeline.patterns.plots import pattern_png, png_markdown
 from crm_pipeline.patterns.rules import PatternRules, write_patterns
 from crm_pipeline.resources import WarehouseResource
@@ -63,18 +59,11 @@ def _count(con, sql: str) -> int:  # noqa: ANN001
     return int(con.execute(sql).fetchall()[0][0])
 
 
-@asset(
-    partitions_def=customer_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    pool=WAREHOUSE_POOL,
-    group_name=FEATURES_GROUP,
-    kinds={"duckdb"},
-    deps=[AssetDep(RAW_TRANSACTIONS.key, partition_mapping=AllPartitionMapping())],
-    metadata={"table": "customer_series", "partition_expr": "partition_key"},
-    check_specs=[
-        AssetCheckSpec("no_duplicate_periods", asset="customer_series"),
-        AssetCheckSpec("calendar_complete", asset="customer_series"),
-    ],
+@customer_asset(
+    "customer_series, customer_history",
+    FEATURES_GROUP,
+    every_partition_of([RAW_TRANSACTIONS]),
+    checks=["no_duplicate_periods", "calendar_complete"],
 )
 def customer_series(
     context: AssetExecutionContext, config: SeriesConfig, warehouse: WarehouseResource
@@ -131,18 +120,11 @@ def customer_series(
     )
 
 
-@asset(
-    partitions_def=customer_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    pool=WAREHOUSE_POOL,
-    group_name=FEATURES_GROUP,
-    kinds={"duckdb"},
-    deps=[customer_series],
-    metadata={"table": "lag_features", "partition_expr": "partition_key"},
-    check_specs=[
-        AssetCheckSpec("no_duplicate_days", asset="lag_features"),
-        AssetCheckSpec("no_null_lags_after_warmup", asset="lag_features"),
-    ],
+@customer_asset(
+    "lag_features",
+    FEATURES_GROUP,
+    [customer_series],
+    checks=["no_duplicate_days", "no_null_lags_after_warmup"],
 )
 def lag_features(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     """The lag dataset (Soro et al., Table 1): per customer, measure and day, lags 1-6, weekly,
@@ -175,15 +157,11 @@ def lag_features(context: AssetExecutionContext, warehouse: WarehouseResource) -
     )
 
 
-@asset(
-    partitions_def=customer_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    pool=WAREHOUSE_POOL,
-    group_name=FEATURES_GROUP,
-    kinds={"duckdb"},
-    deps=[AssetDep(a.key, partition_mapping=AllPartitionMapping()) for a in CRM_RAW],
-    metadata={"table": "crm_events", "partition_expr": "partition_key"},
-    check_specs=[AssetCheckSpec("buy_interest_labels_known", asset="crm_events")],
+@customer_asset(
+    "crm_events, crm_encodings",
+    FEATURES_GROUP,
+    every_partition_of(CRM_RAW),
+    checks=["buy_interest_labels_known"],
 )
 def crm_events(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     """Opportunities -> quotations -> orders per customer with the CRM paper's encoded columns.
@@ -242,14 +220,8 @@ class PatternConfig(Config):
     plots: int = Field(6, description="how many customers of the run get a plot in the metadata")
 
 
-@asset(
-    partitions_def=customer_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    pool=WAREHOUSE_POOL,
-    group_name=FEATURES_GROUP,
-    kinds={"duckdb"},
-    deps=[customer_series],
-    metadata={"tables": "pattern_periodicity, pattern_quarter_trend, pattern_monthly_trend"},
+@customer_asset(
+    "pattern_periodicity, pattern_quarter_trend, pattern_monthly_trend", FEATURES_GROUP, [customer_series]
 )
 def regular_patterns(
     context: AssetExecutionContext, config: PatternConfig, warehouse: WarehouseResource

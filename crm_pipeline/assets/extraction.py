@@ -16,7 +16,7 @@ from dagster import (
     asset,
 )
 
-from crm_pipeline.assets.metadata import databases_table, preview_markdown
+from crm_pipeline.assets.metadata import databases_table, preview_markdown, zero_check
 from crm_pipeline.entities import ENTITIES, PARTITION_COLUMN
 from crm_pipeline.partitions import monthly_partitions, partition_label, window_of
 from crm_pipeline.resources import SourceResource, WarehouseResource
@@ -31,11 +31,7 @@ def _checks(report: ExtractionReport, duplicates: int) -> list[AssetCheckResult]
     """No duplicate keys in the partition; every selected database extracted."""
     failed = report.summary.failed
     return [
-        AssetCheckResult(
-            check_name="no_duplicate_keys",
-            passed=duplicates == 0,
-            metadata={"duplicate_keys": duplicates},
-        ),
+        zero_check("no_duplicate_keys", duplicates, "duplicate_keys"),
         AssetCheckResult(
             check_name="every_database_present",
             passed=not failed,

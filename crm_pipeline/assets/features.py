@@ -1,7 +1,6 @@
 """Feature assets: customer series and the lag dataset, partitioned by customer."""
 
 from dagster import (
-    AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
     Config,
@@ -13,7 +12,7 @@ from pydantic import Field
 
 from crm_pipeline.assets.customers import customer_asset, every_partition_of
 from crm_pipeline.assets.extraction import raw_assets
-from crm_pipeline.assets.metadata import preview_markdown
+from crm_pipeline.assets.metadata import preview_markdown, zero_check
 from crm_pipeline.features.encoding import UNSEEN_CODE, learn_encodings, write_crm_events
 from crm_pipeline.features.series import (
     future_transactions,
@@ -110,12 +109,8 @@ def customer_series(
             "preview": preview,
         },
         check_results=[
-            AssetCheckResult(
-                check_name="no_duplicate_periods", passed=duplicates == 0, metadata={"duplicates": duplicates}
-            ),
-            AssetCheckResult(
-                check_name="calendar_complete", passed=gaps == 0, metadata={"customers_with_gaps": gaps}
-            ),
+            zero_check("no_duplicate_periods", duplicates, "duplicates"),
+            zero_check("calendar_complete", gaps, "customers_with_gaps"),
         ],
     )
 
@@ -145,14 +140,8 @@ def lag_features(context: AssetExecutionContext, warehouse: WarehouseResource) -
     return MaterializeResult(
         metadata={"dagster/row_count": written, "customers": len(keys), "preview": preview},
         check_results=[
-            AssetCheckResult(
-                check_name="no_duplicate_days", passed=duplicates == 0, metadata={"duplicates": duplicates}
-            ),
-            AssetCheckResult(
-                check_name="no_null_lags_after_warmup",
-                passed=null_lags == 0,
-                metadata={"null_lag_rows": null_lags},
-            ),
+            zero_check("no_duplicate_days", duplicates, "duplicates"),
+            zero_check("no_null_lags_after_warmup", null_lags, "null_lag_rows"),
         ],
     )
 
@@ -200,11 +189,11 @@ def crm_events(context: AssetExecutionContext, warehouse: WarehouseResource) -> 
             "preview": preview,
         },
         check_results=[
-            AssetCheckResult(
-                check_name="buy_interest_labels_known",
-                passed=unknown_interest == 0,
-                severity=AssetCheckSeverity.WARN,
-                metadata={"events_with_unknown_label": unknown_interest},
+            zero_check(
+                "buy_interest_labels_known",
+                unknown_interest,
+                "events_with_unknown_label",
+                AssetCheckSeverity.WARN,
             )
         ],
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import duckdb
-from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
+from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, TableColumn, TableRecord, TableSchema
 
 from crm_pipeline.sources.runner import RunSummary
 
@@ -45,3 +45,10 @@ def preview_markdown(con: duckdb.DuckDBPyConnection, sql: str, params: list[obje
     if frame.empty:
         return MetadataValue.md("_no rows_")
     return MetadataValue.md(frame.to_markdown(index=False))
+
+
+def zero_check(
+    name: str, found: int, what: str, severity: AssetCheckSeverity = AssetCheckSeverity.ERROR
+) -> AssetCheckResult:
+    """A check that passes when ``found`` (offending rows or customers, named ``what``) is zero."""
+    return AssetCheckResult(check_name=name, passed=found == 0, severity=severity, metadata={what: found})

@@ -16,7 +16,7 @@ from dagster import (
     asset,
 )
 
-from crm_pipeline.assets.metadata import databases_table, preview_markdown, zero_check
+from crm_pipeline.assets.metadata import databases_table, preview_markdown, scalar, zero_check
 from crm_pipeline.entities import ENTITIES, PARTITION_COLUMN
 from crm_pipeline.partitions import monthly_partitions, partition_label, window_of
 from crm_pipeline.resources import SourceResource, WarehouseResource
@@ -79,9 +79,10 @@ def build_raw_asset(entity_name: str) -> AssetsDefinition:
             label = partition_label(context.partition_keys)
         else:
             window, label = None, "all"
+        store = warehouse.open(context.log)
         report = extract_entity(
             source.runner(context.log),
-            warehouse.open(context.log),
+            store,
             entity_name,
             source.query(entity_name),
             context.run.run_id,
@@ -90,13 +91,14 @@ def build_raw_asset(entity_name: str) -> AssetsDefinition:
             context.log,
         )
         where, params = _where(window)
-        with warehouse.open(context.log).connect() as con:
-            duplicates = con.execute(
+        with store.connect() as con:
+            duplicates = scalar(
+                con,
                 f"SELECT count(*) FROM (SELECT source_db, {entity.key} FROM raw.{entity_name} "
                 f"WHERE {where} GROUP BY ALL HAVING count(*) > 1)",
                 params,
-            ).fetchone()[0]
-            total = con.execute(f"SELECT count(*) FROM raw.{entity_name} WHERE {where}", params).fetchone()[0]
+            )
+            total = scalar(con, f"SELECT count(*) FROM raw.{entity_name} WHERE {where}", params)
             preview = preview_markdown(
                 con, f"SELECT * FROM raw.{entity_name} WHERE {where} ORDER BY ALL", params
             )

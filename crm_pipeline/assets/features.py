@@ -12,7 +12,7 @@ from pydantic import Field
 
 from crm_pipeline.assets.customers import customer_asset, every_partition_of
 from crm_pipeline.assets.extraction import raw_assets
-from crm_pipeline.assets.metadata import preview_markdown, zero_check
+from crm_pipeline.assets.metadata import preview_markdown, scalar, zero_check
 from crm_pipeline.features.encoding import UNSEEN_CODE, learn_encodings, write_crm_events
 from crm_pipeline.features.series import (
     future_transactions,
@@ -54,10 +54,6 @@ class SeriesConfig(Config):
     )
 
 
-def _count(con, sql: str) -> int:  # noqa: ANN001
-    return int(con.execute(sql).fetchall()[0][0])
-
-
 @customer_asset(
     "customer_series, customer_history",
     FEATURES_GROUP,
@@ -82,17 +78,17 @@ def customer_series(
         if future:
             context.log.warning("%d transactions dated after %s are left out of the series", future, horizon)
         written = write_customer_series(con, keys, horizon, config.min_monthly_transactions)
-        without = _count(
+        without = scalar(
             con, "SELECT count(*) FROM run_customers ANTI JOIN customer_series USING (partition_key)"
         )
-        short = _count(
+        short = scalar(
             con,
             "SELECT count(*) " + RUN_ROWS.format(table="customer_history") + " WHERE NOT sufficient_history",
         )
-        duplicates = _count(
+        duplicates = scalar(
             con, DUPLICATES_SQL.format(cols="partition_key, grain, period_start", table="customer_series")
         )
-        gaps = _count(con, GAPS_SQL)
+        gaps = scalar(con, GAPS_SQL)
         preview = preview_markdown(
             con,
             "SELECT * " + RUN_ROWS.format(table="customer_series") + " WHERE grain = 'month' ORDER BY 1, 3",
@@ -128,10 +124,10 @@ def lag_features(context: AssetExecutionContext, warehouse: WarehouseResource) -
     context.log.info("lag_features for %s", partition_label(keys))
     with warehouse.open(context.log).connect() as con:
         written = write_lag_features(con, keys)
-        duplicates = _count(
+        duplicates = scalar(
             con, DUPLICATES_SQL.format(cols="partition_key, measure, day", table="lag_features")
         )
-        null_lags = _count(con, NULL_LAGS_SQL)
+        null_lags = scalar(con, NULL_LAGS_SQL)
         preview = preview_markdown(
             con,
             "SELECT * " + RUN_ROWS.format(table="lag_features") + " WHERE NOT is_warmup ORDER BY 1, 2, 3",
@@ -163,12 +159,12 @@ def crm_events(context: AssetExecutionContext, warehouse: WarehouseResource) -> 
         learned = learn_encodings(con, context.run.run_id)
         written = write_crm_events(con, keys)
         run_events = RUN_ROWS.format(table="crm_events")
-        unknown_interest = _count(
+        unknown_interest = scalar(
             con,
             f"SELECT count(*) {run_events} WHERE opportunity_buy_interest = {UNSEEN_CODE} "
             f"OR quotation_buy_interest = {UNSEEN_CODE}",
         )
-        no_rate = _count(
+        no_rate = scalar(
             con,
             f"SELECT count(*) {run_events} "
             "WHERE quotation_subtotal IS NOT NULL AND quotation_subtotal_eur IS NULL",
@@ -223,7 +219,7 @@ def regular_patterns(
     with warehouse.open(context.log).connect() as con:
         written = write_patterns(con, keys, rules)
         run_cyclic = RUN_ROWS.format(table="pattern_periodicity")
-        cyclic = _count(con, f"SELECT count(DISTINCT partition_key) {run_cyclic} WHERE cyclic")
+        cyclic = scalar(con, f"SELECT count(DISTINCT partition_key) {run_cyclic} WHERE cyclic")
         directions = dict(
             con.execute(
                 "SELECT direction, count(*) " + RUN_ROWS.format(table="pattern_monthly_trend") + " GROUP BY 1"

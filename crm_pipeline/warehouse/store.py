@@ -406,8 +406,3 @@ def refresh_customer_keys(con: duckdb.DuckDBPyConnection, run_id: str) -> list[s
         finally:
             con.unregister("new_customer_keys")
     return keys
-
-
-def new_run_id() -> str:
-    """A run id for work started outside Dagster (the CLI, tests)."""
-    return f"local-{uuid.uuid4().hex[:12]}"

@@ -36,11 +36,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from measure import child_peak_mb, report_child_peak  # noqa: E402
 
-from crm_pipeline.features.series import (  # noqa: E402
-    MEASURES,
-    write_customer_series,
-    write_lag_features,
-)
+from crm_pipeline.features.lag_sql import MEASURES  # noqa: E402
+from crm_pipeline.features.series import write_customer_series, write_lag_features  # noqa: E402
 from crm_pipeline.patterns.rules import PAPER_RULES, PatternRules, write_patterns  # noqa: E402
 from crm_pipeline.warehouse.store import Warehouse, refresh_customer_keys  # noqa: E402
 

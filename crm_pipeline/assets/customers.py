@@ -18,6 +18,7 @@ from crm_pipeline.assets.metadata import preview_markdown
 from crm_pipeline.features.activity import write_customer_activity
 from crm_pipeline.partitions import customer_partitions, partition_label
 from crm_pipeline.resources import WarehouseResource
+from crm_pipeline.warehouse.customer_tables import Progress
 
 
 def every_partition_of(assets: Sequence[AssetsDefinition]) -> list[AssetDep]:
@@ -45,6 +46,11 @@ def customer_asset(
         )(fn)
 
     return decorate
+
+
+def log_progress(context: AssetExecutionContext, what: str) -> Progress:
+    """A progress callback that writes ``what: done/total customers`` to the run log."""
+    return lambda done, total: context.log.info("%s: %d/%d customers written", what, done, total)
 
 
 @customer_asset("customer_activity", "customers", every_partition_of(raw_assets))

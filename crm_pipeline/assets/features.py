@@ -10,7 +10,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from crm_pipeline.assets.customers import customer_asset, every_partition_of
+from crm_pipeline.assets.customers import customer_asset, every_partition_of, log_progress
 from crm_pipeline.assets.extraction import raw_assets
 from crm_pipeline.assets.metadata import preview_markdown, scalar, zero_check
 from crm_pipeline.features.encoding import UNSEEN_CODE, learn_encodings, write_crm_events
@@ -77,7 +77,13 @@ def customer_series(
         future = future_transactions(con, horizon)
         if future:
             context.log.warning("%d transactions dated after %s are left out of the series", future, horizon)
-        written = write_customer_series(con, keys, horizon, config.min_monthly_transactions)
+        written = write_customer_series(
+            con,
+            keys,
+            horizon,
+            config.min_monthly_transactions,
+            progress=log_progress(context, "customer_series"),
+        )
         without = scalar(
             con, "SELECT count(*) FROM run_customers ANTI JOIN customer_series USING (partition_key)"
         )
@@ -123,7 +129,7 @@ def lag_features(context: AssetExecutionContext, warehouse: WarehouseResource) -
     keys = list(context.partition_keys)
     context.log.info("lag_features for %s", partition_label(keys))
     with warehouse.open(context.log).connect() as con:
-        written = write_lag_features(con, keys)
+        written = write_lag_features(con, keys, progress=log_progress(context, "lag_features"))
         duplicates = scalar(
             con, DUPLICATES_SQL.format(cols="partition_key, measure, day", table="lag_features")
         )

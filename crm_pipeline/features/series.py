@@ -12,13 +12,18 @@ from pathlib import Path
 
 import duckdb
 
-from crm_pipeline.warehouse.customer_tables import register_run_customers, replace_customer_rows
+from crm_pipeline.features.lag_sql import lag_statement
+from crm_pipeline.warehouse.customer_tables import (
+    BATCH_CUSTOMERS,
+    Progress,
+    in_batches,
+    replace_customer_rows,
+)
 
 SQL_DIR = Path(__file__).parent / "sql"
 SERIES_SQL = (SQL_DIR / "customer_series.sql").read_text()
-LAG_SQL = (SQL_DIR / "lag_features.sql").read_text()
+LAG_SQL = lag_statement()
 HISTORY_SQL = (SQL_DIR / "customer_history.sql").read_text()
-MEASURES = ("amount_in", "amount_out", "counterparts_in", "counterparts_out")
 
 
 def series_horizon(con: duckdb.DuckDBPyConnection, today: date | None = None) -> date | None:
@@ -46,19 +51,30 @@ def write_customer_series(
     partition_keys: Sequence[str],
     horizon: date,
     min_monthly_transactions: float = 100.0,
+    batch_size: int = BATCH_CUSTOMERS,
+    progress: Progress | None = None,
 ) -> int:
     """Replace the series rows (all four grains) of ``partition_keys``; returns rows written.
 
     Also refreshes ``customer_history``: customers below ``min_monthly_transactions`` on
     average are marked ``sufficient_history = false``, never dropped.
     """
-    register_run_customers(con, partition_keys)
-    written = replace_customer_rows(con, "customer_series", SERIES_SQL, [horizon, horizon])
-    replace_customer_rows(con, "customer_history", HISTORY_SQL, [min_monthly_transactions])
-    return written
+
+    def write_batch() -> int:
+        written = replace_customer_rows(con, "customer_series", SERIES_SQL, [horizon, horizon])
+        replace_customer_rows(con, "customer_history", HISTORY_SQL, [min_monthly_transactions])
+        return written
+
+    return in_batches(con, partition_keys, write_batch, batch_size, progress)
 
 
-def write_lag_features(con: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]) -> int:
+def write_lag_features(
+    con: duckdb.DuckDBPyConnection,
+    partition_keys: Sequence[str],
+    batch_size: int = BATCH_CUSTOMERS,
+    progress: Progress | None = None,
+) -> int:
     """Replace the lag-dataset rows of ``partition_keys`` from their daily series."""
-    register_run_customers(con, partition_keys)
-    return replace_customer_rows(con, "lag_features", LAG_SQL)
+    return in_batches(
+        con, partition_keys, lambda: replace_customer_rows(con, "lag_features", LAG_SQL), batch_size, progress
+    )

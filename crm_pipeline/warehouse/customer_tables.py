@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import duckdb
+
+#: Customers written per batch by :func:`in_batches`: large enough that DuckDB's per-statement
+#: overhead is negligible, small enough that a window over ten years of days fits in memory.
+BATCH_CUSTOMERS = 250
+Progress = Callable[[int, int], None]
 
 
 def register_run_customers(con: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]) -> None:
@@ -39,3 +44,31 @@ def replace_customer_rows(
         con.execute("ROLLBACK")
         raise
     return int(written)
+
+
+def in_batches(
+    con: duckdb.DuckDBPyConnection,
+    partition_keys: Sequence[str],
+    write: Callable[[], int],
+    batch_size: int = BATCH_CUSTOMERS,
+    progress: Progress | None = None,
+) -> int:
+    """Call ``write`` once per batch of customers, with ``run_customers`` holding that batch.
+
+    Peak memory follows the batch, not the run: a backfill of thousands of customers runs
+    in the memory of ``batch_size``. Every key is checked before the first write; each batch
+    commits on its own (a failed run keeps whole customers, and a re-run replaces them).
+    ``progress(done, total)`` is called after each batch. Afterwards ``run_customers`` holds
+    every key again. Returns the rows written in all.
+    """
+    register_run_customers(con, partition_keys)
+    keys = [k for (k,) in con.execute("SELECT partition_key FROM run_customers ORDER BY 1").fetchall()]
+    written = 0
+    for start in range(0, len(keys), batch_size):
+        batch = keys[start : start + batch_size]
+        register_run_customers(con, batch)
+        written += write()
+        if progress:
+            progress(start + len(batch), len(keys))
+    register_run_customers(con, keys)
+    return written

@@ -1,6 +1,7 @@
 -- Per-customer transaction series at four grains (day, week, month, quarter), incoming and
 -- outgoing apart, on a complete calendar: a period without activity is a row of zeros.
--- Distinct counterparts are counted per period (not summed from days).
+-- Distinct counterparts are counted per period (not summed from days); a NULL counterpart
+-- does not count.
 -- Expects run_customers(partition_key) and parameter 1 = the last day of the calendar.
 WITH k AS (
     SELECT c.partition_key, c.source_db, c.customer_id
@@ -24,15 +25,21 @@ calendar AS (
                AS period_start
     FROM span AS s CROSS JOIN grains AS g
 ),
-agg AS (
+pairs AS (  -- one row per period, direction and counterpart: distinct counts become count()
     SELECT tx.partition_key, g.grain, date_trunc(g.grain, tx.event_date)::DATE AS period_start,
-           sum(amount) FILTER (WHERE direction = 'in')                 AS amount_in,
-           sum(amount) FILTER (WHERE direction = 'out')                AS amount_out,
-           count(DISTINCT counterpart) FILTER (WHERE direction = 'in')  AS counterparts_in,
-           count(DISTINCT counterpart) FILTER (WHERE direction = 'out') AS counterparts_out,
-           count(*) FILTER (WHERE direction = 'in')                    AS transactions_in,
-           count(*) FILTER (WHERE direction = 'out')                   AS transactions_out
+           tx.direction, tx.counterpart, sum(tx.amount) AS amount, count(*) AS transactions
     FROM tx CROSS JOIN grains AS g
+    GROUP BY ALL
+),
+agg AS (
+    SELECT partition_key, grain, period_start,
+           sum(amount) FILTER (WHERE direction = 'in')         AS amount_in,
+           sum(amount) FILTER (WHERE direction = 'out')        AS amount_out,
+           count(counterpart) FILTER (WHERE direction = 'in')  AS counterparts_in,
+           count(counterpart) FILTER (WHERE direction = 'out') AS counterparts_out,
+           sum(transactions) FILTER (WHERE direction = 'in')   AS transactions_in,
+           sum(transactions) FILTER (WHERE direction = 'out')  AS transactions_out
+    FROM pairs
     GROUP BY ALL
 )
 SELECT c.partition_key, c.grain, c.period_start,

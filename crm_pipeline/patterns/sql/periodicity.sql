@@ -13,23 +13,30 @@ tau AS (
     SELECT partition_key, measure, year(day) AS year, ?::DOUBLE * max(counterparts) AS tau
     FROM daily GROUP BY ALL
 ),
-hits AS (
-    SELECT d.partition_key, d.measure, date_trunc('month', d.day) AS month, kinds.kind, kinds.value,
-           bool_or(t.tau > 0 AND d.counterparts > t.tau) AS hit
+marked AS (
+    SELECT d.partition_key, d.measure, d.day, t.tau > 0 AND d.counterparts > t.tau AS hit
     FROM daily AS d
     JOIN tau AS t ON t.partition_key = d.partition_key AND t.measure = d.measure AND t.year = year(d.day)
-    CROSS JOIN LATERAL (
-        VALUES ('weekday', isodow(d.day)), ('day_of_month', day(d.day))
-    ) AS kinds(kind, value)
-    GROUP BY ALL
+),
+kinds AS (
+    SELECT partition_key, measure, 'weekday' AS kind, isodow(day) AS value, day, hit FROM marked
+    UNION ALL
+    SELECT partition_key, measure, 'day_of_month', day(day), day, hit FROM marked
 ),
 months AS (
     SELECT partition_key, measure, count(DISTINCT date_trunc('month', day)) AS months
     FROM daily GROUP BY ALL
+),
+hit_months AS (  -- a month counts once per kind and value, however many of its days hit
+    SELECT partition_key, measure, kind, value, count(DISTINCT date_trunc('month', day)) AS months_hit
+    FROM kinds WHERE hit GROUP BY ALL
+),
+counted AS (
+    SELECT k.partition_key, k.measure, k.kind, k.value, coalesce(h.months_hit, 0) AS months_hit
+    FROM (SELECT DISTINCT partition_key, measure, kind, value FROM kinds) AS k
+    LEFT JOIN hit_months AS h USING (partition_key, measure, kind, value)
 )
-SELECT h.partition_key, h.measure, h.kind, h.value,
-       count(*) FILTER (WHERE h.hit) AS months_hit, m.months,
-       count(*) FILTER (WHERE h.hit) / m.months AS ratio,
-       count(*) FILTER (WHERE h.hit) / m.months >= ?::DOUBLE AS cyclic
-FROM hits AS h JOIN months AS m USING (partition_key, measure)
-GROUP BY h.partition_key, h.measure, h.kind, h.value, m.months
+SELECT c.partition_key, c.measure, c.kind, c.value, c.months_hit, m.months,
+       c.months_hit / m.months AS ratio,
+       c.months_hit / m.months >= ?::DOUBLE AS cyclic
+FROM counted AS c JOIN months AS m USING (partition_key, measure)

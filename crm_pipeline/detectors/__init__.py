@@ -1,0 +1,1 @@
+"""Anomaly detectors behind one scikit-learn-style interface (see ``base.Detector``)."""

@@ -16,6 +16,7 @@ from dagster import (
 from crm_pipeline.assets.customers import customer_activity
 from crm_pipeline.assets.extraction import EXTRACTION_GROUP
 from crm_pipeline.assets.features import crm_events, customer_series, lag_features, regular_patterns
+from crm_pipeline.assets.scoring import anomaly_scores
 from crm_pipeline.partitions import (
     CUSTOMER_PARTITIONS_NAME,
     customer_partitions,
@@ -37,11 +38,11 @@ monthly_extraction_job = define_asset_job(
 customer_backfill_job = define_asset_job(
     "customer_backfill",
     selection=AssetSelection.assets(
-        customer_activity, customer_series, lag_features, crm_events, regular_patterns
+        customer_activity, customer_series, lag_features, crm_events, regular_patterns, anomaly_scores
     ),
     partitions_def=customer_partitions,
-    description="Per-customer work (activity, series, lag features) for one customer or "
-    "thousands: a backfill is one run that computes all its customers in bulk.",
+    description="Per-customer work (activity, series, lag features, patterns, anomaly scores) for one "
+    "customer or thousands: a backfill is one run that computes all its customers in bulk.",
     tags={"crm_pipeline/warehouse": "write"},
 )
 

@@ -65,6 +65,7 @@ def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
     from crm_pipeline.assets.customers import customer_activity
     from crm_pipeline.assets.extraction import raw_assets
     from crm_pipeline.assets.features import crm_events, customer_series, lag_features, regular_patterns
+    from crm_pipeline.assets.scoring import anomaly_scores
     from crm_pipeline.automation import unregistered_customer_keys
     from crm_pipeline.definitions import build_definitions
     from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
@@ -85,7 +86,14 @@ def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
     instance.add_dynamic_partitions(CUSTOMER_PARTITIONS_NAME, new_keys)
     keys = instance.get_dynamic_partitions(CUSTOMER_PARTITIONS_NAME)
     log.info("customer assets for %d customers (one run)", len(keys))
-    customer_assets = [customer_activity, customer_series, lag_features, crm_events, regular_patterns]
+    customer_assets = [
+        customer_activity,
+        customer_series,
+        lag_features,
+        crm_events,
+        regular_patterns,
+        anomaly_scores,
+    ]
     materialize(
         customer_assets,
         instance=instance,
@@ -112,6 +120,8 @@ def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
             "pattern_periodicity",
             "pattern_monthly_trend",
             "crm_encodings",
+            "anomaly_scores",
+            "customer_anomalies",
             "extraction_log",
         ]
         return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in tables}

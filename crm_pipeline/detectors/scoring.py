@@ -24,6 +24,7 @@ from crm_pipeline.warehouse.customer_tables import BATCH_CUSTOMERS, Progress, in
 
 SQL_DIR = Path(__file__).parent / "sql"
 INPUT_SQL = (SQL_DIR / "detector_input.sql").read_text()
+UNSCORED_SQL = (SQL_DIR / "unscored_reasons.sql").read_text()
 TABLES_SQL = (SQL_DIR / "anomaly_tables.sql").read_text()
 FEATURES = (*NUMERIC_FEATURES[1:], *(f"is_{d}" for d in WEEKDAYS))
 
@@ -115,25 +116,13 @@ def missing_series(
     measures: Sequence[str],
     detectors: Sequence[Detector],
 ) -> list[SeriesResult]:
-    """An error result per detector for each run customer and measure without any day past
-    the lag features' warm-up (too little history, or no lag features yet)."""
+    """An error result per detector for each run customer and measure without input, with the
+    reason (too little history, or no lag features yet)."""
     present = {(key, measure) for key, measure, _ in frames}
-    keys = [k for (k,) in con.execute("SELECT partition_key FROM run_customers ORDER BY 1").fetchall()]
     empty = np.empty(0)
     return [
-        SeriesResult(
-            key,
-            m,
-            d.label,
-            d.version,
-            empty.astype("datetime64[D]"),
-            empty,
-            empty,
-            {},
-            0.0,
-            "no day after the lag features' warm-up: too little history, or lag_features not built",
-        )
-        for key in keys
+        SeriesResult(key, m, d.label, d.version, empty.astype("datetime64[D]"), empty, empty, {}, 0.0, reason)
+        for key, reason in con.execute(UNSCORED_SQL).fetchall()
         for m in measures
         if (key, m) not in present
         for d in detectors
@@ -141,13 +130,14 @@ def missing_series(
 
 
 def load_frames(
-    con: duckdb.DuckDBPyConnection, measures: Sequence[str], history_days: int
+    con: duckdb.DuckDBPyConnection, measures: Sequence[str], history_days: int, short_histories: bool = False
 ) -> list[tuple[str, str, SeriesFrame]]:
-    """The detector input of every customer in ``run_customers`` and each of ``measures``."""
+    """The detector input of every customer in ``run_customers`` and each of ``measures``
+    (customers marked as too short in ``customer_history`` only if ``short_histories``)."""
     unknown = sorted(set(measures) - set(MEASURES))
     if unknown:
         raise ValueError(f"unknown measure(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)}")
-    table = con.execute(INPUT_SQL, [list(measures), history_days]).df()
+    table = con.execute(INPUT_SQL, [list(measures), short_histories, history_days]).df()
     frames = []
     for (key, measure), rows in table.groupby(["partition_key", "measure"], sort=True):
         frames.append(
@@ -172,13 +162,15 @@ def score_customers(
     run_id: str,
     measures: Sequence[str] = ("amount_out", "counterparts_out"),
     history_days: int = 730,
+    short_histories: bool = False,
     n_jobs: int = -1,
     batch_size: int = BATCH_CUSTOMERS,
     progress: Progress | None = None,
 ) -> dict[str, int]:
     """Score ``partition_keys`` with every detector of ``specs``; returns rows written and
-    series that failed. A series with too little history, or a detector that fails on it, is
-    recorded in ``customer_anomalies.error`` and the run goes on. ``n_jobs`` processes share
+    series that failed. A customer with too little history (``customer_history``; scored
+    anyway with ``short_histories``), or a detector that fails on a series, is recorded in
+    ``customer_anomalies.error`` and the run goes on. ``n_jobs`` processes share
     the series of each batch (``-1``: one per core)."""
     detectors = build_detectors(specs)
     con.execute(TABLES_SQL)
@@ -186,7 +178,7 @@ def score_customers(
     with Parallel(n_jobs=n_jobs, backend="loky") as parallel:
 
         def write_batch() -> int:
-            frames = load_frames(con, measures, history_days)
+            frames = load_frames(con, measures, history_days, short_histories)
             results = parallel(delayed(run_detectors)(key, m, frame, detectors) for key, m, frame in frames)
             flat = [r for per_series in results for r in per_series]
             flat += missing_series(con, frames, measures, detectors)

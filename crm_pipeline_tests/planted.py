@@ -1,5 +1,6 @@
 """Series built to be clean and periodic, or the same with obvious planted spikes, taken
-through the real feature pipeline (transactions -> series -> lag features -> detector input)."""
+through the real feature pipeline (transactions -> series -> lag features -> detector input).
+A third customer, ``db1.SHORT``, has three transactions: too little history to score."""
 
 from __future__ import annotations
 
@@ -48,10 +49,11 @@ def planted(tmp_path_factory) -> Planted:
     wh = Warehouse(tmp_path_factory.mktemp("detectors") / "w.duckdb")
     # e* = e * N(7, 2.5) + 2 * max, as in the injection protocol: far above anything normal.
     spikes = {420: 1000 * 7 + 2 * 6600, 560: 1000 * 9 + 2 * 6600, 690: 1000 * 5 + 2 * 6600}
-    seed_transactions(wh, business_rows("CLEAN", rng, {}) + business_rows("SPIKY", rng, spikes))
-    keys = ["db1.CLEAN", "db1.SPIKY"]
+    short = [("db1", "SHORT", START + timedelta(days=d), 10.0, "A", "out") for d in (3, 40, 300)]
+    seed_transactions(wh, business_rows("CLEAN", rng, {}) + business_rows("SPIKY", rng, spikes) + short)
+    keys = ["db1.CLEAN", "db1.SHORT", "db1.SPIKY"]
     with wh.connect() as con:
-        write_customer_series(con, keys, START + timedelta(days=DAYS - 1))
+        write_customer_series(con, keys, START + timedelta(days=DAYS - 1), min_monthly_transactions=5)
         write_lag_features(con, keys)
         register_run_customers(con, keys)
         frames = {(k, m): f for k, m, f in load_frames(con, ["amount_out"], DAYS)}

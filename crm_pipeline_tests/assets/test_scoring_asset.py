@@ -1,0 +1,69 @@
+"""The anomaly_scores asset materialized in-process: config, metadata, plot, re-runs."""
+
+import pytest
+from dagster import DagsterInstance, materialize
+
+from crm_pipeline.assets.scoring import anomaly_scores
+from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
+from crm_pipeline.resources import WarehouseResource
+from crm_pipeline_tests.helpers import count
+
+KEYS = ["db1.CLEAN", "db1.SHORT", "db1.SPIKY"]
+CONFIG = {"detectors": [{"name": "kmeans"}, {"name": "svr", "params": {"kernel": "linear"}}], "workers": 2}
+
+
+@pytest.fixture
+def instance():
+    with DagsterInstance.ephemeral() as inst:
+        inst.add_dynamic_partitions(CUSTOMER_PARTITIONS_NAME, KEYS)
+        yield inst
+
+
+def score(planted, instance, keys, config=CONFIG):
+    tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
+    return materialize(
+        [anomaly_scores],
+        instance=instance,
+        resources={"warehouse": WarehouseResource(path=str(planted.warehouse.path))},
+        run_config={"ops": {"anomaly_scores": {"config": config}}},
+        tags=tags,
+        raise_on_error=False,
+    )
+
+
+def test_backfill_of_three_customers_is_one_run_with_metadata(planted, instance):
+    for _ in range(2):
+        result = score(planted, instance, KEYS)
+        assert result.success
+        [check] = result.get_asset_check_evaluations()
+        assert check.check_name == "no_duplicate_scores" and check.passed
+    md = result.asset_materializations_for_node("anomaly_scores")[0].metadata
+    assert md["customers"].value == 3 and md["failed_series"].value == 4  # db1.SHORT: 2 measures x 2
+    assert "kmeans" in md["per_detector"].value and "svr_linear/additive" in md["per_detector"].value
+    assert "too little history" in md["failures"].value
+    assert md["anomalies"].value > 0 and "db1.SPIKY" in md["top_anomalies"].value
+    assert not any(k.startswith("plot_") for k in md)
+    assert (
+        count(
+            planted.warehouse,
+            "SELECT count(DISTINCT run_id) FROM anomaly_scores WHERE detector = 'kmeans' "
+            "AND partition_key IN ('db1.CLEAN', 'db1.SPIKY')",
+        )
+        == 1
+    )
+
+
+def test_single_customer_run_shows_a_plot(planted, instance):
+    result = score(planted, instance, ["db1.SPIKY"], {"detectors": [{"name": "agglomerative"}], "workers": 1})
+    md = result.asset_materializations_for_node("anomaly_scores")[0].metadata
+    assert {"plot_amount_out", "plot_counterparts_out"} <= set(md)
+    assert md["plot_amount_out"].value.count("data:image/png;base64,") == 1
+
+
+def test_bad_detector_config_fails_the_run_before_any_work(planted, instance):
+    result = score(planted, instance, ["db1.SPIKY"], {"detectors": [{"name": "kmeans", "params": {"q": 1}}]})
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "bad run configuration: detector 'kmeans': bad parameters {'q': 1}" in str(
+        failure.event_specific_data
+    )

@@ -12,7 +12,7 @@ import pytest
 from crm_pipeline.demo.generator import DemoSpec, Tenant, generate_tenants
 from crm_pipeline.demo.writers import write_postgres, write_sqlite
 from crm_pipeline_tests.pg_local import PgServer, ServerBinariesMissing, start_server
-from crm_pipeline_tests.planted import planted  # noqa: F401 - a fixture for detectors and scoring
+from crm_pipeline_tests.planted import planted, planted_copy  # noqa: F401 - fixtures of detectors, scoring
 
 SMALL_SPEC = DemoSpec(
     tenants=3, customers_per_tenant=3, start=date(2018, 1, 1), end=date(2019, 6, 30), seed=11

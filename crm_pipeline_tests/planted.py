@@ -4,7 +4,8 @@ A third customer, ``db1.SHORT``, has three transactions: too little history to s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 import numpy as np
@@ -59,3 +60,11 @@ def planted(tmp_path_factory) -> Planted:
         frames = {(k, m): f for k, m, f in load_frames(con, ["amount_out"], DAYS)}
     spike_days = [np.datetime64(START + timedelta(days=d), "D") for d in sorted(spikes)]
     return Planted(wh, frames["db1.CLEAN", "amount_out"], frames["db1.SPIKY", "amount_out"], spike_days)
+
+
+@pytest.fixture
+def planted_copy(planted: Planted, tmp_path) -> Planted:
+    """The planted warehouse copied for one test, so that tests writing scores stay apart."""
+    copy = tmp_path / "planted.duckdb"
+    shutil.copy(planted.warehouse.path, copy)
+    return replace(planted, warehouse=Warehouse(copy))

@@ -129,14 +129,19 @@ def missing_series(
     ]
 
 
+def check_measures(measures: Sequence[str]) -> None:
+    """Refuse measures the lag dataset does not have, naming them."""
+    unknown = sorted(set(measures) - set(MEASURES))
+    if unknown or not measures:
+        raise ValueError(f"unknown measure(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)}")
+
+
 def load_frames(
     con: duckdb.DuckDBPyConnection, measures: Sequence[str], history_days: int, short_histories: bool = False
 ) -> list[tuple[str, str, SeriesFrame]]:
     """The detector input of every customer in ``run_customers`` and each of ``measures``
     (customers marked as too short in ``customer_history`` only if ``short_histories``)."""
-    unknown = sorted(set(measures) - set(MEASURES))
-    if unknown:
-        raise ValueError(f"unknown measure(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)}")
+    check_measures(measures)
     table = con.execute(INPUT_SQL, [list(measures), short_histories, history_days]).df()
     frames = []
     for (key, measure), rows in table.groupby(["partition_key", "measure"], sort=True):
@@ -173,7 +178,7 @@ def score_customers(
     ``customer_anomalies.error`` and the run goes on. ``n_jobs`` processes share
     the series of each batch (``-1``: one per core)."""
     detectors = build_detectors(specs)
-    con.execute(TABLES_SQL)
+    check_measures(measures)
     totals = {"anomaly_scores": 0, "failed_series": 0}
     with Parallel(n_jobs=n_jobs, backend="loky") as parallel:
 
@@ -199,6 +204,7 @@ def write_results(
     run_id: str,
 ) -> int:
     """Replace the run customers' rows of these detectors and measures, in one transaction."""
+    con.execute(TABLES_SQL)
     now = datetime.now()
     scores = pd.DataFrame(
         {

@@ -31,9 +31,10 @@ def score(planted, instance, keys, config=CONFIG):
     )
 
 
-def test_backfill_of_three_customers_is_one_run_with_metadata(planted, instance):
+def test_backfill_of_three_customers_is_one_run_with_metadata(planted_copy, instance):
+    planted = planted_copy
     for _ in range(2):
-        result = score(planted, instance, KEYS)
+        result = score(planted_copy, instance, KEYS)
         assert result.success
         [check] = result.get_asset_check_evaluations()
         assert check.check_name == "no_duplicate_scores" and check.passed
@@ -53,15 +54,19 @@ def test_backfill_of_three_customers_is_one_run_with_metadata(planted, instance)
     )
 
 
-def test_single_customer_run_shows_a_plot(planted, instance):
-    result = score(planted, instance, ["db1.SPIKY"], {"detectors": [{"name": "agglomerative"}], "workers": 1})
+def test_single_customer_run_shows_a_plot(planted_copy, instance):
+    result = score(
+        planted_copy, instance, ["db1.SPIKY"], {"detectors": [{"name": "agglomerative"}], "workers": 1}
+    )
     md = result.asset_materializations_for_node("anomaly_scores")[0].metadata
     assert {"plot_amount_out", "plot_counterparts_out"} <= set(md)
     assert md["plot_amount_out"].value.count("data:image/png;base64,") == 1
 
 
-def test_bad_detector_config_fails_the_run_before_any_work(planted, instance):
-    result = score(planted, instance, ["db1.SPIKY"], {"detectors": [{"name": "kmeans", "params": {"q": 1}}]})
+def test_bad_detector_config_fails_the_run_before_any_work(planted_copy, instance):
+    result = score(
+        planted_copy, instance, ["db1.SPIKY"], {"detectors": [{"name": "kmeans", "params": {"q": 1}}]}
+    )
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "bad run configuration: detector 'kmeans': bad parameters {'q': 1}" in str(

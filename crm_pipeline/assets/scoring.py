@@ -45,6 +45,9 @@ class ScoringConfig(Config):
         description=f"Series scored per customer, from: {', '.join(MEASURES)}.",
     )
     history_days: int = Field(730, description="Days of each customer's history scored (the newest).")
+    short_histories: bool = Field(
+        False, description="Also score customers that customer_history marks as too short (noisy)."
+    )
     workers: int = Field(-1, description="Processes that share the customers (-1: one per core).")
 
 
@@ -99,6 +102,7 @@ def anomaly_scores(
             context.run.run_id,
             measures=config.measures,
             history_days=config.history_days,
+            short_histories=config.short_histories,
             n_jobs=config.workers,
             progress=log_progress(context, "anomaly_scores"),
         )

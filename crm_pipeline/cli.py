@@ -1,4 +1,5 @@
-"""The ``crm-pipeline`` command: run the demo, generate tenant data, list source databases."""
+"""The ``crm-pipeline`` command: run the demo, generate tenant data, list source databases,
+evaluate the detectors."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import shutil
 import sys
 import time
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from crm_pipeline.demo.generator import DemoSpec, generate_tenants
@@ -17,6 +18,29 @@ from crm_pipeline.settings import CONFIG_ENV, DEMO_DIR_ENV, demo_dir, load_setti
 
 PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 log = logging.getLogger("crm_pipeline")
+#: The demo's evaluation: 8 customers and ARIMA on its 8 smallest orders, to stay within minutes
+#: (the full comparison is `crm-pipeline evaluate`).
+DEMO_EVALUATION = {
+    "ops": {
+        "detector_evaluation": {
+            "config": {
+                "customers": 8,
+                "detectors": [
+                    {"name": "kmeans"},
+                    {"name": "agglomerative"},
+                    {"name": "dbscan"},
+                    {"name": "isolation_forest"},
+                    {"name": "arima", "params": {"max_order": 1}},
+                    *(
+                        {"name": n, "params": {"criterion": "additive"}}
+                        for n in ("sgd", "decision_tree", "random_forest")
+                    ),
+                    {"name": "svr", "params": {"kernel": "rbf", "criterion": "additive_absolute"}},
+                ],
+            }
+        }
+    }
+}
 
 
 def _spec(args: argparse.Namespace) -> DemoSpec:
@@ -63,6 +87,7 @@ def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
     from dagster import DagsterInstance, materialize
 
     from crm_pipeline.assets.customers import customer_activity
+    from crm_pipeline.assets.evaluation import detector_evaluation
     from crm_pipeline.assets.extraction import raw_assets
     from crm_pipeline.assets.features import crm_events, customer_series, lag_features, regular_patterns
     from crm_pipeline.assets.scoring import anomaly_scores
@@ -104,6 +129,10 @@ def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
             "dagster/asset_partition_range_end": keys[-1],
         },
     )
+    log.info("evaluating the detectors on a sample of customers (the paper's injection protocol)")
+    materialize(
+        [detector_evaluation], instance=instance, resources=resources, run_config=quiet | DEMO_EVALUATION
+    )
     with warehouse.connect(read_only=True) as con:
         tables = [
             "raw.customers",
@@ -122,6 +151,7 @@ def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
             "crm_encodings",
             "anomaly_scores",
             "customer_anomalies",
+            "evaluation_results",
             "extraction_log",
         ]
         return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in tables}
@@ -167,6 +197,48 @@ def databases(args: argparse.Namespace) -> None:
         print(name)
 
 
+def evaluate(args: argparse.Namespace) -> None:
+    """Run the injection protocol on the warehouse, print Tables 2 and 3 and a RESULT line."""
+    from crm_pipeline.detectors.scoring import DetectorSpec
+    from crm_pipeline.evaluation.protocol import Protocol, evaluate_customers, evaluation_customers, summarise
+    from crm_pipeline.evaluation.report import (
+        EVALUATION_SPECS,
+        PAPER_BEST,
+        best_detector,
+        paper_table,
+        result_line,
+        write_results,
+    )
+    from crm_pipeline.resources import WarehouseResource
+
+    specs = [DetectorSpec(name) for name in args.detectors] if args.detectors else EVALUATION_SPECS
+    protocol = Protocol(seed=args.seed)
+    warehouse = WarehouseResource(**load_settings(args.config)["warehouse"]).open()
+    started = time.perf_counter()
+    with warehouse.connect() as con:
+        keys = evaluation_customers(con, args.customers, args.seed)
+        if not keys:
+            sys.exit("no customer with enough history: run the pipeline (crm-pipeline demo) first")
+        log.info("evaluating %d detectors on %d customers x %s", len(specs), len(keys), args.measures)
+        counts = evaluate_customers(
+            con,
+            keys,
+            specs,
+            measures=args.measures,
+            protocol=protocol,
+            n_jobs=args.workers,
+            progress=lambda done, total: log.info("evaluated %d/%d customers", done, total),
+        )
+        summary = summarise(counts)
+        write_results(con, summary, f"cli-{datetime.now():%Y%m%dT%H%M%S}", protocol)
+    print(f"\nForecasting detectors (Table 2), {len(keys)} customers, {protocol.injections} injections each:")
+    print(paper_table(summary, "forecasting"))
+    print("\nUnsupervised detectors (Table 3):")
+    print(paper_table(summary, "unsupervised"))
+    print(f"\n{PAPER_BEST}; finished in {time.perf_counter() - started:.0f}s")
+    print(result_line(best_detector(summary)))
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="crm-pipeline", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
@@ -195,6 +267,19 @@ def parser() -> argparse.ArgumentParser:
     p_dbs = sub.add_parser("databases", help="list the databases a run would visit")
     p_dbs.add_argument("--config", default=None, help=f"settings file (default ${CONFIG_ENV})")
     p_dbs.set_defaults(func=databases)
+
+    p_eval = sub.add_parser("evaluate", help="the injection protocol: precision and recall per detector")
+    p_eval.add_argument(
+        "--config", default=None, help=f"settings file (default ${CONFIG_ENV}, else the demo)"
+    )
+    p_eval.add_argument("--customers", type=int, default=30, help="seeded sample of customers (default 30)")
+    p_eval.add_argument("--measures", nargs="+", default=["amount_out", "counterparts_out"])
+    p_eval.add_argument(
+        "--detectors", nargs="+", help="registry names (default: the paper's full comparison)"
+    )
+    p_eval.add_argument("--seed", type=int, default=0)
+    p_eval.add_argument("--workers", type=int, default=-1, help="processes (default one per core)")
+    p_eval.set_defaults(func=evaluate)
     return root
 
 

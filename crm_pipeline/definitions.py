@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import Definitions
 
 from crm_pipeline.assets.customers import customer_activity
+from crm_pipeline.assets.evaluation import detector_evaluation
 from crm_pipeline.assets.extraction import raw_assets
 from crm_pipeline.assets.features import crm_events, customer_series, lag_features, regular_patterns
 from crm_pipeline.assets.scoring import anomaly_scores
@@ -30,6 +31,7 @@ def build_definitions(settings: dict | None = None) -> Definitions:
             crm_events,
             regular_patterns,
             anomaly_scores,
+            detector_evaluation,
         ],
         jobs=[monthly_extraction_job, customer_backfill_job],
         schedules=[monthly_schedule],

@@ -75,6 +75,8 @@ class Detector(ABC):
     """Base of every detector. Subclasses set ``name`` and implement ``fit`` and ``detect``."""
 
     name: ClassVar[str]
+    #: "forecasting" (predicts each day, Table 2 of Soro et al.) or "unsupervised" (Table 3).
+    family: ClassVar[str] = "unsupervised"
     #: The fewest time steps ``fit`` accepts; shorter series raise ``DetectorError``.
     min_points: ClassVar[int] = 30
 

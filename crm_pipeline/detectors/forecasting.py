@@ -36,6 +36,7 @@ class RegressorDetector(Detector):
     """
 
     name = "regressor"
+    family = "forecasting"
 
     def __init__(
         self,
@@ -68,21 +69,31 @@ class RegressorDetector(Detector):
 
     def fit(self, data: SeriesFrame) -> Self:
         self._check_length(data)
-        model = TransformedTargetRegressor(
-            regressor=make_pipeline(StandardScaler(), clone(self.regressor())), transformer=StandardScaler()
-        )
-        self.model_ = model.fit(data.X, data.y)
-        self.days_ = data.days
-        self.out_of_fold_ = cross_val_predict(model, data.X, data.y, cv=KFold(self.folds))
-        self.residuals_ = data.y - self.out_of_fold_
+        self.model_ = self._model().fit(data.X, data.y)
+        self.train_ = data
+        self.out_of_fold_ = None
         self.floor_ = scale_floor(data.y, self.sigma_floor)
         return self
 
     def detect(self, data: SeriesFrame) -> Detection:
-        if np.array_equal(data.days, self.days_):
-            return self.rule_.apply(data.y, self.out_of_fold_, np.empty(0), self.floor_)
-        history = self.residuals_ if data.days[0] > self.days_[-1] else np.empty(0)
+        if np.array_equal(data.days, self.train_.days):
+            return self.rule_.apply(data.y, self._out_of_fold(), np.empty(0), self.floor_)
+        history = data.y[:0]
+        if data.days[0] > self.train_.days[-1] and self.criterion.startswith("additive"):
+            history = self.train_.y - self._out_of_fold()  # seeds sigma with honest residuals
         return self.rule_.apply(data.y, self.model_.predict(data.X), history, self.floor_)
+
+    def _model(self) -> TransformedTargetRegressor:
+        return TransformedTargetRegressor(
+            regressor=make_pipeline(StandardScaler(), clone(self.regressor())), transformer=StandardScaler()
+        )
+
+    def _out_of_fold(self) -> np.ndarray:
+        """Forecasts of the training days, each from a model that did not see it (cached)."""
+        if self.out_of_fold_ is None:
+            train = self.train_
+            self.out_of_fold_ = cross_val_predict(self._model(), train.X, train.y, cv=KFold(self.folds))
+        return self.out_of_fold_
 
 
 class SvrDetector(RegressorDetector):
@@ -167,6 +178,7 @@ class ArimaDetector(Detector):
     """
 
     name = "arima"
+    family = "forecasting"
     min_points = 40
 
     def __init__(

@@ -3,6 +3,7 @@
 import pytest
 from dagster import DagsterInstance, materialize
 
+from crm_pipeline.assets.evaluation import detector_evaluation
 from crm_pipeline.assets.scoring import anomaly_scores
 from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
 from crm_pipeline.resources import WarehouseResource
@@ -72,3 +73,20 @@ def test_bad_detector_config_fails_the_run_before_any_work(planted_copy, instanc
     assert "bad run configuration: detector 'kmeans': bad parameters {'q': 1}" in str(
         failure.event_specific_data
     )
+
+
+def test_detector_evaluation_asset_shows_both_tables(planted_copy, instance):
+    config = {"customers": 2, "detectors": [{"name": "kmeans"}, {"name": "sgd"}], "measures": ["amount_out"],
+              "injections": 5, "workers": 1}  # fmt: skip
+    result = materialize(
+        [detector_evaluation],
+        instance=instance,
+        resources={"warehouse": WarehouseResource(path=str(planted_copy.warehouse.path))},
+        run_config={"ops": {"detector_evaluation": {"config": config}}},
+    )
+    md = result.asset_materializations_for_node("detector_evaluation")[0].metadata
+    assert md["customers"].value == 2 and md["dagster/row_count"].value == 2
+    assert (
+        "| kmeans" in md["table_3_unsupervised"].value and "| sgd/additive" in md["table_2_forecasting"].value
+    )
+    assert 0 <= md["best_recall"].value <= 1

@@ -1,0 +1,113 @@
+"""The injection protocol: its arithmetic, the recomputed features, the counts and the tables."""
+
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crm_pipeline.cli import main
+from crm_pipeline.detectors.scoring import DetectorSpec
+from crm_pipeline.evaluation.protocol import (
+    Protocol,
+    evaluate_customers,
+    evaluation_customers,
+    injected_frames,
+    plan_injections,
+    summarise,
+)
+from crm_pipeline.evaluation.report import best_detector, paper_table, result_line
+from crm_pipeline.warehouse.customer_tables import register_run_customers
+
+PROTOCOL = Protocol(seed=3)
+
+
+def test_injections_follow_the_papers_formula_in_the_held_out_part(planted):
+    frame = planted.clean
+    plan = plan_injections("db1.CLEAN", "amount_out", frame, PROTOCOL)
+    split = int(len(frame) * 0.8)
+    # replay the seeded draws: positions first, then one N(7, 2.5) factor per injection
+    rng = np.random.default_rng([3, zlib.crc32(b"db1.CLEAN|amount_out")])
+    positions = np.sort(rng.choice(np.arange(split, len(frame)), size=10, replace=False))
+    assert [day for *_, day, _ in plan] == [frame.days[i].astype(object) for i in positions]
+    for (_, _, variant, _, delta), i in zip(plan, positions, strict=True):
+        e = frame.y[i]
+        assert delta == pytest.approx(e * rng.normal(7, 2.5) + 2 * frame.y.max() - e, abs=0.005)
+        assert variant == list(positions).index(i)
+    assert plan == plan_injections("db1.CLEAN", "amount_out", frame, PROTOCOL)  # seeded
+    counterparts = plan_injections("db1.CLEAN", "counterparts_out", frame, PROTOCOL)
+    assert all(float(delta).is_integer() for *_, delta in counterparts)
+
+
+def test_injected_copies_get_their_lag_features_recomputed(planted):
+    frame = planted.clean
+    plan = plan_injections("db1.CLEAN", "amount_out", frame, PROTOCOL)[:2]
+    table = pd.DataFrame(plan, columns=["partition_key", "measure", "variant", "day", "delta"])
+    with planted.warehouse.connect() as con:
+        register_run_customers(con, ["db1.CLEAN"])
+        copies = injected_frames(con, table, 730)
+    assert set(copies) == {("db1.CLEAN", "amount_out", 0), ("db1.CLEAN", "amount_out", 1)}
+    _, _, _, day, delta = plan[0]
+    copy = copies["db1.CLEAN", "amount_out", 0]
+    i = int(np.searchsorted(frame.days, np.datetime64(day, "D")))
+    lag1 = frame.feature_names.index("y_lag1")
+    assert np.array_equal(copy.days, frame.days)
+    assert copy.y[i] == pytest.approx(frame.y[i] + delta)
+    assert copy.X[i + 1, lag1] == pytest.approx(frame.y[i] + delta)  # the next day's lag sees it
+    assert np.array_equal(copy.X[: i + 1], frame.X[: i + 1])  # nothing before it moves
+    assert np.array_equal(np.delete(copy.y, i), np.delete(frame.y, i))
+
+
+def test_counts_add_up_and_obvious_injections_are_found(planted):
+    specs = [DetectorSpec("kmeans"), DetectorSpec("sgd", {"criterion": "additive_absolute"})]
+    with planted.warehouse.connect() as con:
+        assert evaluation_customers(con, None) == ["db1.CLEAN", "db1.SPIKY"]
+        counts = evaluate_customers(
+            con, ["db1.CLEAN", "db1.SHORT"], specs, measures=["amount_out"], protocol=PROTOCOL, n_jobs=1
+        )
+    held_out = len(planted.clean) - int(len(planted.clean) * 0.8)
+    assert list(counts["partition_key"]) == ["db1.CLEAN", "db1.CLEAN"]  # db1.SHORT: too little history
+    assert (counts["tp"] + counts["fn"] == 10).all()
+    assert (counts[["tp", "fp", "tn", "fn"]].sum(axis=1) == 10 * held_out).all()
+    summary = summarise(counts)
+    assert summary.set_index("detector").loc["sgd/additive_absolute", "recall"] >= 0.9
+
+
+def test_summary_rates_by_hand():
+    counts = pd.DataFrame(
+        [
+            ("a", "amount_out", "kmeans", "unsupervised", None, 8, 2, 88, 2),
+            ("b", "amount_out", "kmeans", "unsupervised", None, 10, 8, 80, 0),
+            ("c", "amount_out", "kmeans", "unsupervised", "DetectorError: short", 0, 0, 0, 0),
+        ],
+        columns=["partition_key", "measure", "detector", "family", "error", "tp", "fp", "tn", "fn"],
+    )
+    [row] = summarise(counts).to_dict("records")
+    assert (row["tp"], row["fp"], row["tn"], row["fn"], row["series"], row["failed"]) == (
+        18,
+        10,
+        168,
+        2,
+        2,
+        1,
+    )
+    assert row["precision"] == pytest.approx(18 / 28) and row["recall"] == pytest.approx(18 / 20)
+    assert row["accuracy"] == pytest.approx(186 / 198)
+    assert row["f1"] == pytest.approx(2 * (18 / 28) * (18 / 20) / (18 / 28 + 18 / 20))
+    assert "| kmeans" in paper_table(summarise(counts), "unsupervised")
+    assert "no detector of this family" in paper_table(summarise(counts), "forecasting")
+    assert result_line(best_detector(summarise(counts))) == (
+        "RESULT best_detector=kmeans measure=amount_out precision=0.643 recall=0.900 f1=0.750"
+    )
+
+
+def test_evaluate_command_prints_both_tables_and_a_result_line(planted_copy, tmp_path, capsys):
+    config = tmp_path / "crm.yaml"
+    config.write_text(f"warehouse:\n  path: {planted_copy.warehouse.path}\n")
+    main(["evaluate", "--config", str(config), "--detectors", "kmeans", "sgd", "--measures", "amount_out",
+          "--workers", "1"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "Table 2" in out and "| sgd/additive" in out and "Table 3" in out and "| kmeans" in out
+    assert out.strip().splitlines()[-1].startswith("RESULT best_detector=")
+    with planted_copy.warehouse.connect(read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM evaluation_results").fetchall() == [(2,)]

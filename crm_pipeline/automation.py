@@ -35,11 +35,19 @@ monthly_extraction_job = define_asset_job(
     tags={"crm_pipeline/warehouse": "write"},
 )
 
+#: Every customer-partitioned asset, in the order of the data flow.
+CUSTOMER_ASSETS = [
+    customer_activity,
+    customer_series,
+    lag_features,
+    crm_events,
+    regular_patterns,
+    anomaly_scores,
+]
+
 customer_backfill_job = define_asset_job(
     "customer_backfill",
-    selection=AssetSelection.assets(
-        customer_activity, customer_series, lag_features, crm_events, regular_patterns, anomaly_scores
-    ),
+    selection=AssetSelection.assets(*CUSTOMER_ASSETS),
     partitions_def=customer_partitions,
     description="Per-customer work (activity, series, lag features, patterns, anomaly scores) for one "
     "customer or thousands: a backfill is one run that computes all its customers in bulk.",

@@ -25,6 +25,7 @@ DEMO_EVALUATION = {
         "detector_evaluation": {
             "config": {
                 "customers": 8,
+                "planted_labels": True,
                 "detectors": [
                     {"name": "kmeans"},
                     {"name": "agglomerative"},
@@ -86,12 +87,9 @@ def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
     """Materialize every stage: all months in one run, then all customers in one run."""
     from dagster import DagsterInstance, materialize
 
-    from crm_pipeline.assets.customers import customer_activity
     from crm_pipeline.assets.evaluation import detector_evaluation
     from crm_pipeline.assets.extraction import raw_assets
-    from crm_pipeline.assets.features import crm_events, customer_series, lag_features, regular_patterns
-    from crm_pipeline.assets.scoring import anomaly_scores
-    from crm_pipeline.automation import unregistered_customer_keys
+    from crm_pipeline.automation import CUSTOMER_ASSETS, unregistered_customer_keys
     from crm_pipeline.definitions import build_definitions
     from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
 
@@ -111,16 +109,8 @@ def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
     instance.add_dynamic_partitions(CUSTOMER_PARTITIONS_NAME, new_keys)
     keys = instance.get_dynamic_partitions(CUSTOMER_PARTITIONS_NAME)
     log.info("customer assets for %d customers (one run)", len(keys))
-    customer_assets = [
-        customer_activity,
-        customer_series,
-        lag_features,
-        crm_events,
-        regular_patterns,
-        anomaly_scores,
-    ]
     materialize(
-        customer_assets,
+        CUSTOMER_ASSETS,
         instance=instance,
         resources=resources,
         run_config=quiet,
@@ -200,6 +190,7 @@ def databases(args: argparse.Namespace) -> None:
 def evaluate(args: argparse.Namespace) -> None:
     """Run the injection protocol on the warehouse, print Tables 2 and 3 and a RESULT line."""
     from crm_pipeline.detectors.scoring import DetectorSpec
+    from crm_pipeline.evaluation.labels import read_planted_labels, score_against_labels
     from crm_pipeline.evaluation.protocol import Protocol, evaluate_customers, evaluation_customers, summarise
     from crm_pipeline.evaluation.report import (
         EVALUATION_SPECS,
@@ -209,11 +200,13 @@ def evaluate(args: argparse.Namespace) -> None:
         result_line,
         write_results,
     )
-    from crm_pipeline.resources import WarehouseResource
+    from crm_pipeline.resources import SourceResource, WarehouseResource
 
     specs = [DetectorSpec(name) for name in args.detectors] if args.detectors else EVALUATION_SPECS
     protocol = Protocol(seed=args.seed)
-    warehouse = WarehouseResource(**load_settings(args.config)["warehouse"]).open()
+    settings = load_settings(args.config)
+    warehouse = WarehouseResource(**settings["warehouse"]).open()
+    labels = read_planted_labels(SourceResource(**settings["source"]).runner()) if args.labels else None
     started = time.perf_counter()
     with warehouse.connect() as con:
         keys = evaluation_customers(con, args.customers, args.seed)
@@ -231,12 +224,20 @@ def evaluate(args: argparse.Namespace) -> None:
         )
         summary = summarise(counts)
         write_results(con, summary, f"cli-{datetime.now():%Y%m%dT%H%M%S}", protocol)
+        planted = score_against_labels(con, labels) if labels is not None else None
     print(f"\nForecasting detectors (Table 2), {len(keys)} customers, {protocol.injections} injections each:")
     print(paper_table(summary, "forecasting"))
     print("\nUnsupervised detectors (Table 3):")
     print(paper_table(summary, "unsupervised"))
     print(f"\n{PAPER_BEST}; finished in {time.perf_counter() - started:.0f}s")
-    print(result_line(best_detector(summary)))
+    line = result_line(best_detector(summary))
+    if planted is not None:
+        print(f"\nanomaly_scores against the {len(labels)} planted labels (any measure, scored days only):")
+        print(planted.round(3).to_markdown(index=False))
+        top = planted.dropna(subset=["f1"]).sort_values("f1", ascending=False).iloc[0]
+        line += f" labels_best={top['detector']} labels_precision={top['precision']:.3f} "
+        line += f"labels_recall={top['recall']:.3f}"
+    print(line)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -278,6 +279,9 @@ def parser() -> argparse.ArgumentParser:
         "--detectors", nargs="+", help="registry names (default: the paper's full comparison)"
     )
     p_eval.add_argument("--seed", type=int, default=0)
+    p_eval.add_argument(
+        "--labels", action="store_true", help="also count anomaly_scores against the demo's planted labels"
+    )
     p_eval.add_argument("--workers", type=int, default=-1, help="processes (default one per core)")
     p_eval.set_defaults(func=evaluate)
     return root

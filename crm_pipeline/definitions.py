@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from crm_pipeline.assets.customers import customer_activity
 from crm_pipeline.assets.evaluation import detector_evaluation
 from crm_pipeline.assets.extraction import raw_assets
-from crm_pipeline.assets.features import crm_events, customer_series, lag_features, regular_patterns
-from crm_pipeline.assets.scoring import anomaly_scores
 from crm_pipeline.automation import (
+    CUSTOMER_ASSETS,
     customer_backfill_job,
     customer_partitions_sensor,
     monthly_extraction_job,
@@ -23,16 +21,7 @@ def build_definitions(settings: dict | None = None) -> Definitions:
     """Definitions over the given settings (default: ``$CRM_PIPELINE_CONFIG`` or the demo)."""
     settings = settings or load_settings()
     return Definitions(
-        assets=[
-            *raw_assets,
-            customer_activity,
-            customer_series,
-            lag_features,
-            crm_events,
-            regular_patterns,
-            anomaly_scores,
-            detector_evaluation,
-        ],
+        assets=[*raw_assets, *CUSTOMER_ASSETS, detector_evaluation],
         jobs=[monthly_extraction_job, customer_backfill_job],
         schedules=[monthly_schedule],
         sensors=[customer_partitions_sensor],

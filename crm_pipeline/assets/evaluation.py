@@ -8,6 +8,7 @@ from crm_pipeline.assets.extraction import WAREHOUSE_POOL
 from crm_pipeline.assets.features import lag_features
 from crm_pipeline.assets.scoring import DETECTION_GROUP, DetectorChoice
 from crm_pipeline.detectors.scoring import DetectorSpec, build_detectors
+from crm_pipeline.evaluation.labels import read_planted_labels, score_against_labels
 from crm_pipeline.evaluation.protocol import Protocol, evaluate_customers, evaluation_customers, summarise
 from crm_pipeline.evaluation.report import (
     EVALUATION_SPECS,
@@ -17,7 +18,7 @@ from crm_pipeline.evaluation.report import (
     result_line,
     write_results,
 )
-from crm_pipeline.resources import WarehouseResource
+from crm_pipeline.resources import SourceResource, WarehouseResource
 
 
 class EvaluationConfig(Config):
@@ -35,6 +36,11 @@ class EvaluationConfig(Config):
     injections: int = Field(10, description="Anomalies injected one at a time per series (L).")
     train_share: float = Field(0.8, description="Share of each series, oldest first, that trains.")
     seed: int = Field(0, description="Seeds the customer sample and the injections.")
+    planted_labels: bool = Field(
+        False,
+        description="Also count anomaly_scores against the anomaly_labels table of every source "
+        "database (the demo plants them; other sources have none).",
+    )
     workers: int = Field(-1, description="Processes (-1: one per core).")
 
 
@@ -46,7 +52,10 @@ class EvaluationConfig(Config):
     metadata={"table": "evaluation_results"},
 )
 def detector_evaluation(
-    context: AssetExecutionContext, config: EvaluationConfig, warehouse: WarehouseResource
+    context: AssetExecutionContext,
+    config: EvaluationConfig,
+    warehouse: WarehouseResource,
+    source: SourceResource,
 ) -> MaterializeResult:
     """Soro et al.'s protocol: 80/20 split in time, anomalies e* = e * N(7, 2.5) + 2 * max injected
     into the held-out part one at a time; accuracy, precision and recall per detector, as the
@@ -75,10 +84,19 @@ def detector_evaluation(
         )
         summary = summarise(counts)
         written = write_results(con, summary, context.run.run_id, protocol)
+        labelled = {}
+        if config.planted_labels:
+            labels = read_planted_labels(source.runner(context.log))
+            table = score_against_labels(con, labels).round(3)
+            labelled = {
+                "planted_labels": len(labels),
+                "against_planted_labels": MetadataValue.md(table.to_markdown(index=False)),
+            }
     best = best_detector(summary)
     context.log.info(result_line(best))
     return MaterializeResult(
-        metadata={
+        metadata=labelled
+        | {
             "dagster/row_count": written,
             "customers": len(keys),
             "table_2_forecasting": MetadataValue.md(paper_table(summary, "forecasting")),

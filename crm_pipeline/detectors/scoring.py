@@ -75,36 +75,26 @@ def run_detectors(
     results = []
     for detector in detectors:
         started = time.perf_counter()
-        empty = np.empty(0)
+        days, score, threshold, quality, error = data.days[:0], np.empty(0), np.empty(0), {}, None
         try:
             detection = detector.fit(data).detect(data)
+            days, score, threshold = data.days, detection.score, detection.threshold
+            quality = getattr(detector, "quality_", {})
         except (DetectorError, ValueError, np.linalg.LinAlgError) as exc:
-            results.append(
-                SeriesResult(
-                    partition_key,
-                    measure,
-                    detector.label,
-                    detector.version,
-                    data.days[:0],
-                    empty,
-                    empty,
-                    {},
-                    time.perf_counter() - started,
-                    f"{type(exc).__name__}: {exc}",
-                )
-            )
-            continue
+            error = f"{type(exc).__name__}: {exc}"
+        seconds = time.perf_counter() - started
         results.append(
             SeriesResult(
                 partition_key,
                 measure,
                 detector.label,
                 detector.version,
-                data.days,
-                detection.score,
-                detection.threshold,
-                getattr(detector, "quality_", {}),
-                time.perf_counter() - started,
+                days,
+                score,
+                threshold,
+                quality,
+                seconds,
+                error,
             )
         )
     return results

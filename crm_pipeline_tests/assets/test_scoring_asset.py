@@ -6,7 +6,7 @@ from dagster import DagsterInstance, materialize
 from crm_pipeline.assets.evaluation import detector_evaluation
 from crm_pipeline.assets.scoring import anomaly_scores
 from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
-from crm_pipeline.resources import WarehouseResource
+from crm_pipeline.resources import SourceResource, WarehouseResource
 from crm_pipeline_tests.helpers import count
 
 KEYS = ["db1.CLEAN", "db1.SHORT", "db1.SPIKY"]
@@ -75,13 +75,16 @@ def test_bad_detector_config_fails_the_run_before_any_work(planted_copy, instanc
     )
 
 
-def test_detector_evaluation_asset_shows_both_tables(planted_copy, instance):
+def test_detector_evaluation_asset_shows_both_tables(planted_copy, instance, tmp_path):
     config = {"customers": 2, "detectors": [{"name": "kmeans"}, {"name": "sgd"}], "measures": ["amount_out"],
               "injections": 5, "workers": 1}  # fmt: skip
     result = materialize(
         [detector_evaluation],
         instance=instance,
-        resources={"warehouse": WarehouseResource(path=str(planted_copy.warehouse.path))},
+        resources={
+            "warehouse": WarehouseResource(path=str(planted_copy.warehouse.path)),
+            "source": SourceResource(sqlite_dir=str(tmp_path)),
+        },
         run_config={"ops": {"detector_evaluation": {"config": config}}},
     )
     md = result.asset_materializations_for_node("detector_evaluation")[0].metadata

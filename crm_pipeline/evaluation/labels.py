@@ -1,0 +1,62 @@
+"""The demo's planted anomalies as ground truth for ``anomaly_scores``.
+
+The labels stay in the tenant databases (the pipeline never extracts them): they are read
+with the same each-database runner as any entity, and each detector's flags are counted
+against them: precision = labelled flagged days / flagged days, recall = labelled flagged
+days / labelled scored days.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from crm_pipeline.sources.runner import EachDbRunner
+
+SQL_DIR = Path(__file__).parent / "sql"
+LABELS_SQL = (SQL_DIR / "planted_labels.sql").read_text()
+LABEL_SCORES_SQL = (SQL_DIR / "label_scores.sql").read_text()
+
+
+class _Collect:
+    """A runner sink that keeps every batch in memory, tagged with its database."""
+
+    def __init__(self) -> None:
+        self.frames: dict[str, list[pd.DataFrame]] = {}
+
+    def write(self, database: str, batch: pa.RecordBatch) -> None:
+        self.frames.setdefault(database, []).append(batch.to_pandas().assign(source_db=database))
+
+    def discard(self, database: str) -> None:
+        self.frames.pop(database, None)
+
+
+def read_planted_labels(runner: EachDbRunner) -> pd.DataFrame:
+    """(source_db, customer_id, event_date, kind) of every planted anomaly in every database.
+
+    A database without an ``anomaly_labels`` table (anything but the demo) fails like any
+    extraction, naming the database."""
+    sink = _Collect()
+    runner.run(LABELS_SQL, sink)
+    frames = [f for parts in sink.frames.values() for f in parts]
+    if not frames:
+        return pd.DataFrame(columns=["customer_id", "event_date", "kind", "source_db"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def score_against_labels(con: duckdb.DuckDBPyConnection, labels: pd.DataFrame) -> pd.DataFrame:
+    """Per detector: tp, fp, fn, tn over the scored customer-days, precision, recall and F1."""
+    con.register("planted_label_rows", labels)
+    try:
+        table = con.execute(LABEL_SCORES_SQL).df()
+    finally:
+        con.unregister("planted_label_rows")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        table["precision"] = table["tp"] / (table["tp"] + table["fp"])
+        table["recall"] = table["tp"] / (table["tp"] + table["fn"])
+        table["f1"] = 2 * table["precision"] * table["recall"] / (table["precision"] + table["recall"])
+    return table

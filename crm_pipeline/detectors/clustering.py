@@ -6,12 +6,14 @@ DBSCAN flags its noise points, IsolationForest the days its trees isolate quickl
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Self
 
 import numpy as np
 from sklearn.cluster import DBSCAN, AgglomerativeClustering, KMeans
 from sklearn.ensemble import IsolationForest
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
@@ -87,7 +89,9 @@ class KMeansDetector(ClusterDetector):
         points = self._fit_scaler(data)
         best = None
         for k in range(self.k_min, min(self.k_max, len(points) - 1) + 1):
-            model = KMeans(n_clusters=k, n_init=4, random_state=self.seed).fit(points)
+            with warnings.catch_warnings():  # fewer distinct points than k: expected, handled below
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model = KMeans(n_clusters=k, n_init=4, random_state=self.seed).fit(points)
             if len(set(model.labels_.tolist())) < 2:
                 continue  # a constant series: every point in one place
             quality = silhouette_score(

@@ -53,15 +53,16 @@ def test_too_short_and_non_finite_series_are_refused(planted):
         SeriesFrame(planted.clean.days, y, planted.clean.X, planted.clean.feature_names)
 
 
-def test_constant_series(planted):
+@pytest.mark.parametrize("level", [50.0, 0.0], ids=["constant", "all_zero"])
+def test_constant_and_all_zero_series(planted, level):
     flat = SeriesFrame(
         planted.clean.days,
-        np.full(len(planted.clean), 50.0),
-        np.full_like(planted.clean.X, 50.0),
+        np.full(len(planted.clean), level),
+        np.full_like(planted.clean.X, level),
         planted.clean.feature_names,
     )
-    assert not make("random_forest").fit(flat).detect(flat).flag.any()
-    assert not make("isolation_forest").fit(flat).detect(flat).flag.any()
+    for name in ("random_forest", "sgd", "isolation_forest", "agglomerative", "dbscan"):
+        assert not make(name).fit(flat).detect(flat).flag.any(), name
     with pytest.raises(DetectorError, match="constant series"):
         make("kmeans").fit(flat)
 

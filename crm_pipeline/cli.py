@@ -209,7 +209,10 @@ def evaluate(args: argparse.Namespace) -> None:
     labels = read_planted_labels(SourceResource(**settings["source"]).runner()) if args.labels else None
     started = time.perf_counter()
     with warehouse.connect() as con:
-        keys = evaluation_customers(con, args.customers, args.seed)
+        try:
+            keys = evaluation_customers(con, args.customers, args.seed)
+        except ValueError as exc:
+            sys.exit(f"{exc} (crm-pipeline demo builds them on the demo)")
         if not keys:
             sys.exit("no customer with enough history: run the pipeline (crm-pipeline demo) first")
         log.info("evaluating %d detectors on %d customers x %s", len(specs), len(keys), args.measures)

@@ -67,7 +67,10 @@ def detector_evaluation(
     except ValueError as exc:
         raise Failure(f"detector_evaluation: bad run configuration: {exc}") from exc
     with warehouse.open(context.log).connect() as con:
-        keys = evaluation_customers(con, config.customers, config.seed)
+        try:
+            keys = evaluation_customers(con, config.customers, config.seed)
+        except ValueError as exc:
+            raise Failure(f"detector_evaluation: {exc}") from exc
         if not keys:
             raise Failure(
                 "no customer with enough history (customer_history): materialize customer_series first"

@@ -189,6 +189,9 @@ def summarise(counts: pd.DataFrame) -> pd.DataFrame:
 
 def evaluation_customers(con: duckdb.DuckDBPyConnection, limit: int | None, seed: int = 0) -> list[str]:
     """Up to ``limit`` customers with enough history (all when None), a seeded sample, sorted."""
+    tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if not {"customer_history", "lag_features"} <= tables:
+        raise ValueError("the warehouse has no customer_history or lag_features yet: materialize them first")
     keys = [
         k
         for (k,) in con.execute(

@@ -111,3 +111,13 @@ def test_evaluate_command_prints_both_tables_and_a_result_line(planted_copy, tmp
     assert out.strip().splitlines()[-1].startswith("RESULT best_detector=")
     with planted_copy.warehouse.connect(read_only=True) as con:
         assert con.execute("SELECT count(*) FROM evaluation_results").fetchall() == [(2,)]
+
+
+def test_an_empty_warehouse_is_named_not_a_catalog_error(tmp_path):
+    from crm_pipeline.warehouse.store import Warehouse
+
+    with (
+        Warehouse(tmp_path / "empty.duckdb").connect() as con,
+        pytest.raises(ValueError, match="no customer_history or lag_features yet"),
+    ):
+        evaluation_customers(con, 5)

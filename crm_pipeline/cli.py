@@ -190,54 +190,51 @@ def databases(args: argparse.Namespace) -> None:
 def evaluate(args: argparse.Namespace) -> None:
     """Run the injection protocol on the warehouse, print Tables 2 and 3 and a RESULT line."""
     from crm_pipeline.detectors.scoring import DetectorSpec
-    from crm_pipeline.evaluation.labels import read_planted_labels, score_against_labels
-    from crm_pipeline.evaluation.protocol import Protocol, evaluate_customers, evaluation_customers, summarise
+    from crm_pipeline.evaluation.protocol import Protocol
     from crm_pipeline.evaluation.report import (
         EVALUATION_SPECS,
         PAPER_BEST,
         best_detector,
         paper_table,
         result_line,
-        write_results,
     )
+    from crm_pipeline.evaluation.run import run_evaluation
     from crm_pipeline.resources import SourceResource, WarehouseResource
 
     specs = [DetectorSpec(name) for name in args.detectors] if args.detectors else EVALUATION_SPECS
     protocol = Protocol(seed=args.seed)
     settings = load_settings(args.config)
     warehouse = WarehouseResource(**settings["warehouse"]).open()
-    labels = read_planted_labels(SourceResource(**settings["source"]).runner()) if args.labels else None
     started = time.perf_counter()
+    log.info("evaluating %d detectors on up to %d customers x %s", len(specs), args.customers, args.measures)
     with warehouse.connect() as con:
         try:
-            keys = evaluation_customers(con, args.customers, args.seed)
+            run = run_evaluation(
+                con,
+                specs,
+                protocol,
+                f"cli-{datetime.now():%Y%m%dT%H%M%S}",
+                args.customers,
+                args.measures,
+                n_jobs=args.workers,
+                progress=lambda done, total: log.info("evaluated %d/%d customers", done, total),
+                labels_from=SourceResource(**settings["source"]).runner() if args.labels else None,
+            )
         except ValueError as exc:
             sys.exit(f"{exc} (crm-pipeline demo builds them on the demo)")
-        if not keys:
-            sys.exit("no customer with enough history: run the pipeline (crm-pipeline demo) first")
-        log.info("evaluating %d detectors on %d customers x %s", len(specs), len(keys), args.measures)
-        counts = evaluate_customers(
-            con,
-            keys,
-            specs,
-            measures=args.measures,
-            protocol=protocol,
-            n_jobs=args.workers,
-            progress=lambda done, total: log.info("evaluated %d/%d customers", done, total),
-        )
-        summary = summarise(counts)
-        write_results(con, summary, f"cli-{datetime.now():%Y%m%dT%H%M%S}", protocol)
-        planted = score_against_labels(con, labels) if labels is not None else None
-    print(f"\nForecasting detectors (Table 2), {len(keys)} customers, {protocol.injections} injections each:")
-    print(paper_table(summary, "forecasting"))
+    print(
+        f"\nForecasting detectors (Table 2), {len(run.customers)} customers, "
+        f"{protocol.injections} injections each:"
+    )
+    print(paper_table(run.summary, "forecasting"))
     print("\nUnsupervised detectors (Table 3):")
-    print(paper_table(summary, "unsupervised"))
+    print(paper_table(run.summary, "unsupervised"))
     print(f"\n{PAPER_BEST}; finished in {time.perf_counter() - started:.0f}s")
-    line = result_line(best_detector(summary))
-    if planted is not None:
-        print(f"\nanomaly_scores against the {len(labels)} planted labels (any measure, scored days only):")
-        print(planted.round(3).to_markdown(index=False))
-        top = planted.dropna(subset=["f1"]).sort_values("f1", ascending=False).iloc[0]
+    line = result_line(best_detector(run.summary))
+    if run.planted is not None:
+        print(f"\nanomaly_scores against the {run.labels} planted labels (any measure, scored days only):")
+        print(run.planted.round(3).to_markdown(index=False))
+        top = best_detector(run.planted)
         line += f" labels_best={top['detector']} labels_precision={top['precision']:.3f} "
         line += f"labels_recall={top['recall']:.3f}"
     print(line)

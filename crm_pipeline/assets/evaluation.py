@@ -8,16 +8,15 @@ from crm_pipeline.assets.extraction import WAREHOUSE_POOL
 from crm_pipeline.assets.features import lag_features
 from crm_pipeline.assets.scoring import DETECTION_GROUP, DetectorChoice
 from crm_pipeline.detectors.scoring import DetectorSpec, build_detectors
-from crm_pipeline.evaluation.labels import read_planted_labels, score_against_labels
-from crm_pipeline.evaluation.protocol import Protocol, evaluate_customers, evaluation_customers, summarise
+from crm_pipeline.evaluation.protocol import Protocol
 from crm_pipeline.evaluation.report import (
     EVALUATION_SPECS,
     PAPER_BEST,
     best_detector,
     paper_table,
     result_line,
-    write_results,
 )
+from crm_pipeline.evaluation.run import run_evaluation
 from crm_pipeline.resources import SourceResource, WarehouseResource
 
 
@@ -66,44 +65,37 @@ def detector_evaluation(
         protocol = Protocol(train_share=config.train_share, injections=config.injections, seed=config.seed)
     except ValueError as exc:
         raise Failure(f"detector_evaluation: bad run configuration: {exc}") from exc
+    context.log.info("evaluating %d detectors on up to %d customers", len(specs), config.customers)
     with warehouse.open(context.log).connect() as con:
         try:
-            keys = evaluation_customers(con, config.customers, config.seed)
+            run = run_evaluation(
+                con,
+                specs,
+                protocol,
+                context.run.run_id,
+                config.customers,
+                config.measures,
+                n_jobs=config.workers,
+                progress=lambda done, total: context.log.info("evaluated %d/%d customers", done, total),
+                labels_from=source.runner(context.log) if config.planted_labels else None,
+            )
         except ValueError as exc:
             raise Failure(f"detector_evaluation: {exc}") from exc
-        if not keys:
-            raise Failure(
-                "no customer with enough history (customer_history): materialize customer_series first"
-            )
-        context.log.info("evaluating %d detectors on %d customers", len(specs), len(keys))
-        counts = evaluate_customers(
-            con,
-            keys,
-            specs,
-            measures=config.measures,
-            protocol=protocol,
-            n_jobs=config.workers,
-            progress=lambda done, total: context.log.info("evaluated %d/%d customers", done, total),
-        )
-        summary = summarise(counts)
-        written = write_results(con, summary, context.run.run_id, protocol)
-        labelled = {}
-        if config.planted_labels:
-            labels = read_planted_labels(source.runner(context.log))
-            table = score_against_labels(con, labels).round(3)
-            labelled = {
-                "planted_labels": len(labels),
-                "against_planted_labels": MetadataValue.md(table.to_markdown(index=False)),
-            }
-    best = best_detector(summary)
+    labelled = {}
+    if run.planted is not None:
+        labelled = {
+            "planted_labels": run.labels,
+            "against_planted_labels": MetadataValue.md(run.planted.round(3).to_markdown(index=False)),
+        }
+    best = best_detector(run.summary)
     context.log.info(result_line(best))
     return MaterializeResult(
         metadata=labelled
         | {
-            "dagster/row_count": written,
-            "customers": len(keys),
-            "table_2_forecasting": MetadataValue.md(paper_table(summary, "forecasting")),
-            "table_3_unsupervised": MetadataValue.md(paper_table(summary, "unsupervised")),
+            "dagster/row_count": run.written,
+            "customers": len(run.customers),
+            "table_2_forecasting": MetadataValue.md(paper_table(run.summary, "forecasting")),
+            "table_3_unsupervised": MetadataValue.md(paper_table(run.summary, "unsupervised")),
             "best_detector": f"{best['detector']} on {best['measure']}",
             "best_precision": float(best["precision"]),
             "best_recall": float(best["recall"]),

@@ -11,6 +11,7 @@ import pytest
 
 from crm_pipeline.demo.generator import DemoSpec, Tenant, generate_tenants
 from crm_pipeline.demo.writers import write_postgres, write_sqlite
+from crm_pipeline_tests.detectors.crm_planted import crm_planted, crm_planted_copy  # noqa: F401 - deep detectors
 from crm_pipeline_tests.pg_local import PgServer, ServerBinariesMissing, start_server
 from crm_pipeline_tests.planted import planted, planted_copy  # noqa: F401 - fixtures of detectors, scoring
 

@@ -68,7 +68,7 @@ FAILED_SQL = (
     + " WHERE error IS NOT NULL ORDER BY 1, 2, 3"
 )
 DUPLICATE_SCORES_SQL = (
-    "SELECT count(*) FROM (SELECT partition_key, measure, day, detector "
+    "SELECT count(*) FROM (SELECT partition_key, measure, day, detector, record_id "
     + RUN_ROWS.format(table="anomaly_scores")
     + " GROUP BY ALL HAVING count(*) > 1)"
 )

@@ -219,8 +219,8 @@ def write_results(
         for table in ("anomaly_scores", "customer_anomalies"):
             con.execute(f"DELETE FROM {table} WHERE {scope}", [list(labels), list(measures)])
         written = con.execute(
-            "INSERT INTO anomaly_scores SELECT partition_key, measure, day::DATE, detector, score, "
-            "threshold, score > threshold, model_version, ?, ? FROM new_scores",
+            f"INSERT INTO anomaly_scores ({SCORE_COLUMNS}) SELECT partition_key, measure, day::DATE, "
+            "detector, score, threshold, score > threshold, model_version, ?, ? FROM new_scores",
             [run_id, now],
         ).fetchall()[0][0]
         con.execute("INSERT INTO customer_anomalies SELECT *, ?, ? FROM new_summary", [run_id, now])
@@ -234,6 +234,10 @@ def write_results(
     return int(written)
 
 
+#: The columns every detector writes (deep detectors add record_id, confidence and severity).
+SCORE_COLUMNS = (
+    "partition_key, measure, day, detector, score, threshold, flag, model_version, run_id, scored_at"
+)
 SUMMARY_COLUMNS = [
     "partition_key", "measure", "detector", "days_scored", "anomalies", "anomaly_share", "top_day",
     "top_score", "silhouette", "davies_bouldin", "calinski_harabasz", "seconds", "error", "model_version",

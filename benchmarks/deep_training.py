@@ -1,0 +1,185 @@
+"""Deep-model training speed: the paper's 30 epochs of both models on demo-sized CRM events,
+and per-customer training of many customers batched against a loop of the same model.
+
+Data: the demo generator at a larger size (``--customers-per-tenant``, 22 tenants: 1,012
+customers), taken through the real pipeline (SQLite tenants -> extraction -> encoded
+crm_events) once and cached under ``--cache``; the epochs part takes the first customers up to
+``--epoch-events`` (the CRM paper's ~170k records). Both parts call
+``crm_pipeline.detectors.deep`` as the pipeline does:
+
+* ``epochs``: one global model of each kind on every customer's windows (look-back 10 over the
+  7 encoded columns, batches of 1024), the paper's 30 epochs; seconds and final loss printed
+  beside the paper's GPU figures (Bastidas et al.: 146 s CNN, 484 s LSTM; losses 0.01211, 0.00812).
+* ``batched``: per-customer models for ``--batched-customers`` customers, trained together in one
+  batched pass (``train_deep``) against a loop that trains the same model one customer at a
+  time, same epochs and batch size; the per-customer final losses are asserted equal.
+
+    .venv/bin/python benchmarks/deep_training.py                      # everything, CPU or CUDA
+    .venv/bin/python benchmarks/deep_training.py --parts batched --batched-epochs 2
+
+Last line: ``RESULT cnn_30ep_s=… lstm_30ep_s=… loss_cnn=… loss_lstm=… batched_speedup_cnn=…
+batched_speedup_lstm=… device=cpu|cuda``. The comparison with MSDA (issue 6) is to come.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from crm_pipeline.detectors.deep.data import CustomerEvents, load_events  # noqa: E402
+from crm_pipeline.detectors.deep.device import resolve_device  # noqa: E402
+from crm_pipeline.detectors.deep.fit import DeepSettings, train_deep  # noqa: E402
+from crm_pipeline.warehouse.store import Warehouse, Window  # noqa: E402
+
+PAPER = {"deepant": (146.0, 0.01211), "lstm_autoencoder": (484.0, 0.00812)}
+SHORT = {"deepant": "cnn", "lstm_autoencoder": "lstm"}
+CRM_ENTITIES = ("customers", "opportunities", "quotations", "orders")
+EVERYTHING = Window(date(1900, 1, 1), date(2100, 1, 1))
+
+
+def crm_warehouse(cache: Path, customers_per_tenant: int) -> Path:
+    """A warehouse holding the demo's encoded CRM events at this size (built once; the imports
+    are here so that a machine given the cached file needs no ODBC driver)."""
+    from crm_pipeline.demo.generator import DemoSpec, generate_tenants
+    from crm_pipeline.demo.writers import write_sqlite
+    from crm_pipeline.entities import ENTITIES
+    from crm_pipeline.features.encoding import learn_encodings, write_crm_events
+    from crm_pipeline.sources.dialects import SQLiteDialect
+    from crm_pipeline.sources.queries import default_query
+    from crm_pipeline.sources.runner import EachDbRunner
+    from crm_pipeline.warehouse.extract import extract_entity
+
+    path = cache / f"deep_bench_{customers_per_tenant}.duckdb"
+    if path.exists():
+        return path
+    spec = DemoSpec(customers_per_tenant=customers_per_tenant)
+    with tempfile.TemporaryDirectory() as tenants:
+        for tenant in generate_tenants(spec):
+            write_sqlite(tenant, tenants)
+        partial = path.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        warehouse = Warehouse(partial)
+        runner = EachDbRunner(SQLiteDialect(Path(tenants)))
+        for entity in CRM_ENTITIES:
+            window = EVERYTHING if ENTITIES[entity].monthly else None
+            extract_entity(runner, warehouse, entity, default_query(entity), "bench", "all", window)
+        with warehouse.connect() as con:
+            keys = [
+                k for (k,) in con.execute("SELECT partition_key FROM customer_keys ORDER BY 1").fetchall()
+            ]
+            learn_encodings(con, "bench")
+            write_crm_events(con, keys)
+    partial.rename(path)
+    return path
+
+
+def load(path: Path) -> list[CustomerEvents]:
+    with Warehouse(path).connect(read_only=True) as con:
+        keys = [k for (k,) in con.execute("SELECT partition_key FROM customer_keys ORDER BY 1").fetchall()]
+        return load_events(con, keys)
+
+
+def epochs_part(customers: list[CustomerEvents], epochs: int, device: torch.device) -> dict[str, float]:
+    """One global model per kind, ``epochs`` epochs over every window."""
+    figures = {}
+    for kind in PAPER:
+        settings = DeepSettings(model=kind, mode="global", epochs=epochs)
+        trained = train_deep(customers, settings, device, mixed_precision=device.type == "cuda",
+                             progress=lambda message: None)  # fmt: skip
+        windows = sum(
+            max(len(c) - trained.model.span + 1, 0) for c in customers if c.partition_key in trained.groups
+        )
+        seconds, loss = trained.log.seconds, trained.log.epoch_losses[-1]
+        paper_s, paper_loss = PAPER[kind]
+        print(
+            f"{kind:>17}: {epochs} epochs over {windows:,} windows in {seconds:6.1f}s "
+            f"({seconds / epochs:5.2f}s/epoch, {trained.log.windows_per_s:,.0f} windows/s), "
+            f"final loss {loss:.5f}"
+            f" | paper (Colab GPU, 30 epochs): {paper_s:.0f}s, loss {paper_loss}"
+        )
+        figures[f"{SHORT[kind]}_{epochs}ep_s"] = seconds
+        figures[f"loss_{SHORT[kind]}"] = loss
+    return figures
+
+
+def batched_part(
+    customers: list[CustomerEvents], n: int, epochs: int, device: torch.device
+) -> dict[str, float]:
+    """Per-customer models: one batched pass against a loop of single-customer trainings."""
+    sample = customers[:n]
+    figures = {}
+    for kind in PAPER:
+        settings = DeepSettings(model=kind, epochs=epochs)
+        quiet = {"progress": lambda message: None}
+        started = time.perf_counter()
+        batched = train_deep(sample, settings, device, **quiet)
+        batched_s = time.perf_counter() - started
+        started = time.perf_counter()
+        losses = {}
+        for customer in sample:
+            if customer.partition_key in batched.groups:
+                alone = train_deep([customer], settings, device, **quiet)
+                losses[customer.partition_key] = alone.log.group_losses[0]
+        loop_s = time.perf_counter() - started
+        together = {k: batched.log.group_losses[g] for k, g in batched.groups.items()}
+        worst = max(abs(together[k] - v) / max(v, 1e-12) for k, v in losses.items())
+        assert worst < 1e-2, f"{kind}: batched and looped losses differ by {worst:.2%}"
+        print(
+            f"{kind:>17}: {len(losses)} customers x {epochs} epochs: batched {batched_s:6.1f}s, "
+            f"loop {loop_s:6.1f}s -> {loop_s / batched_s:.1f}x (losses equal within {worst:.1e})"
+        )
+        figures[f"batched_speedup_{SHORT[kind]}"] = loop_s / batched_s
+    return figures
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--parts", nargs="+", default=["epochs", "batched"], choices=["epochs", "batched"])
+    p.add_argument("--customers-per-tenant", type=int, default=46, help="22 tenants; 46 gives 1,000+")
+    p.add_argument("--epoch-events", type=int, default=170_000, help="events the epochs part trains on")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batched-customers", type=int, default=1000)
+    p.add_argument("--batched-epochs", type=int, default=5)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--cache", default=tempfile.gettempdir())
+    args = p.parse_args()
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    started = time.perf_counter()
+    customers = load(crm_warehouse(Path(args.cache), args.customers_per_tenant))
+    events = sum(len(c) for c in customers)
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"{len(customers)} customers, {events:,} events ready in {time.perf_counter() - started:.0f}s; "
+        f"device: {name}"
+    )
+    figures: dict[str, float] = {}
+    if "epochs" in args.parts:
+        sizes = np.cumsum([len(c) for c in customers])
+        demo_sized = customers[: int(np.searchsorted(sizes, args.epoch_events)) + 1]
+        figures |= epochs_part(demo_sized, args.epochs, device)
+    if "batched" in args.parts:
+        figures |= batched_part(customers, args.batched_customers, args.batched_epochs, device)
+    fields = " ".join(f"{k}={v:.5g}" for k, v in figures.items())
+    print(f"RESULT {fields} device={device.type}")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

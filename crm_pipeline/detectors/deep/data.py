@@ -1,0 +1,109 @@
+"""Encoded CRM events as per-customer arrays, scaled, and cut into sliding windows.
+
+The deep models read the CRM paper's encoded columns of ``crm_events`` in process order; the
+process date orders the events and is not itself an input. Each customer is scaled to 0..1
+by the minimum and range of its own training events, so customers of very different sizes
+share one scale (and the global model sees them alike).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from crm_pipeline.warehouse.customer_tables import register_run_customers
+
+#: The CRM paper's encoded columns, in the models' input order.
+DEEP_COLUMNS = (
+    "opportunity_buy_interest",
+    "quotation_buy_interest",
+    "quotation_subtotal_eur",
+    "trading_currency_code",
+    "opportunity_cancellation_code",
+    "quotation_cancellation_code",
+    "order_cancellation_code",
+)
+INPUT_SQL = (Path(__file__).parent / "sql" / "deep_input.sql").read_text()
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CustomerEvents:
+    """One customer's events: record ids, process dates and the raw encoded values (n, F)."""
+
+    partition_key: str
+    record_ids: np.ndarray
+    dates: np.ndarray
+    values: np.ndarray
+    #: Non-finite values replaced by 0 (the encodings' "none"), per column name.
+    repaired: dict[str, int]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def load_events(
+    con: duckdb.DuckDBPyConnection,
+    partition_keys: Sequence[str],
+    until: date | None = None,
+    columns: Sequence[str] = DEEP_COLUMNS,
+) -> list[CustomerEvents]:
+    """The events of ``partition_keys`` up to ``until`` (all when None), one entry per customer
+    with at least one event, in key order. NULL, NaN and infinite values become 0 and are
+    counted in ``repaired`` (a missing subtotal is an opportunity without a quotation)."""
+    register_run_customers(con, partition_keys)
+    select = ", ".join(f"e.{c}::DOUBLE AS {c}" for c in columns)
+    table = con.sql(INPUT_SQL.format(columns=select), params=[until or date.max]).to_arrow_table()
+    keys = table.column("partition_key").to_numpy(zero_copy_only=False)
+    if len(keys) == 0:
+        return []
+    records = table.column("record_id").to_numpy(zero_copy_only=False)
+    dates = table.column("process_date").to_numpy()
+    values = np.column_stack(
+        [table.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in columns]
+    )
+    bad = ~np.isfinite(values)
+    values[bad] = 0.0
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], len(keys)]
+    customers = []
+    for lo, hi in zip(starts, ends, strict=True):
+        counts = bad[lo:hi].sum(axis=0)
+        repaired = {c: int(n) for c, n in zip(columns, counts, strict=True) if n}
+        customers.append(CustomerEvents(str(keys[lo]), records[lo:hi], dates[lo:hi], values[lo:hi], repaired))
+    return customers
+
+
+@dataclass(frozen=True)
+class MinMaxScaler:
+    """Per-customer, per-column minimum and range learned from training events.
+
+    A column constant over a customer's training events gets range 1: it scales to 0 there
+    and any later change shows as a deviation of its raw size, instead of a division by zero.
+    """
+
+    minimum: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, values: np.ndarray) -> MinMaxScaler:
+        minimum = values.min(axis=0)
+        spread = values.max(axis=0) - minimum
+        return cls(minimum, np.where(spread > 0, spread, 1.0))
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        return ((values - self.minimum) / self.scale).astype(np.float32)
+
+
+def sliding_windows(values: np.ndarray, span: int) -> np.ndarray:
+    """All windows of ``span`` consecutive events: (n - span + 1, span, F), a copy-free view."""
+    if len(values) < span:
+        return np.empty((0, span, values.shape[1]), dtype=values.dtype)
+    return np.lib.stride_tricks.sliding_window_view(values, span, axis=0).transpose(0, 2, 1)

@@ -1,0 +1,156 @@
+"""The deep detectors end to end, without Dagster: train and register a model version for a
+set of customers, or score their events with a registered version into ``anomaly_scores``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import torch
+
+from crm_pipeline.detectors.deep.artifacts import check_columns, load_model, save_model
+from crm_pipeline.detectors.deep.data import DEEP_COLUMNS, load_events
+from crm_pipeline.detectors.deep.device import windows_within_budget
+from crm_pipeline.detectors.deep.fit import DeepSettings, EventScores, TrainedModel, score_events, train_deep
+from crm_pipeline.detectors.deep.models import build_model
+from crm_pipeline.detectors.scoring import SCORE_COLUMNS, SUMMARY_COLUMNS, TABLES_SQL
+
+MEASURE = "crm_events"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """A registered model version and what went into it."""
+
+    version: str
+    path: Path
+    trained: TrainedModel
+    windows: int
+    events: int
+
+
+def train_and_register(
+    con: duckdb.DuckDBPyConnection,
+    partition_keys: Sequence[str],
+    settings: DeepSettings,
+    device: torch.device,
+    models_dir: Path,
+    run_id: str,
+    until: date | None = None,
+    mixed_precision: bool = True,
+    gpu_memory_budget_gb: float = 8.0,
+    progress: Callable[[str], None] | None = None,
+) -> TrainingRun:
+    """Train ``settings`` on the customers' events up to ``until`` and record the new version."""
+    customers = load_events(con, partition_keys, until)
+    if not customers:
+        raise ValueError(
+            f"none of the {len(partition_keys)} customer(s) has CRM events: materialize crm_events first"
+        )
+    probe = build_model(settings.model, [0], n_features=len(DEEP_COLUMNS), lookback=settings.lookback)
+    cap = windows_within_budget(probe, len(DEEP_COLUMNS), device, gpu_memory_budget_gb, mixed_precision)
+    trained = train_deep(customers, settings, device, mixed_precision, cap, progress)
+    used = [c for c in customers if c.partition_key in trained.groups]
+    windows = sum(max(len(c) - trained.model.span + 1, 0) for c in used)
+    first = min(c.dates[0] for c in used)
+    last = max(c.dates[-1] for c in used)
+    version, path = save_model(con, trained, models_dir, run_id, (_day(first), _day(last)), windows)
+    return TrainingRun(version, path, trained, windows, sum(len(c) for c in used))
+
+
+def _day(value: np.datetime64) -> date:
+    return pd.Timestamp(value).date()
+
+
+def score_and_write(
+    con: duckdb.DuckDBPyConnection,
+    partition_keys: Sequence[str],
+    model: str,
+    device: torch.device,
+    run_id: str,
+    version: str | None = None,
+) -> tuple[str, int, dict[str, str]]:
+    """Score the customers' events with a registered version (the newest by default) and
+    replace their rows of this detector; returns (version, rows written, unscored reasons)."""
+    found, trained = load_model(con, model, version)
+    check_columns(trained, DEEP_COLUMNS, found)
+    customers = load_events(con, partition_keys)
+    scores, unscored = score_events(trained, customers, device)
+    missing = set(partition_keys) - {c.partition_key for c in customers}
+    unscored.update(dict.fromkeys(sorted(missing), "no CRM events"))
+    written = write_event_scores(con, scores, unscored, trained, found, run_id)
+    return found, written, unscored
+
+
+def write_event_scores(
+    con: duckdb.DuckDBPyConnection,
+    scores: Sequence[EventScores],
+    unscored: dict[str, str],
+    trained: TrainedModel,
+    version: str,
+    run_id: str,
+) -> int:
+    """Replace the run customers' rows of this deep detector in one transaction."""
+    detector, thresholds = trained.settings.model, trained.settings.thresholds
+    sizes = [len(s.score) for s in scores]
+    frame = pd.DataFrame(
+        {
+            "partition_key": np.repeat([s.partition_key for s in scores], sizes),
+            "day": np.concatenate([s.dates for s in scores] or [np.empty(0, "datetime64[D]")]),
+            "record_id": np.concatenate([s.record_ids for s in scores] or [np.empty(0, object)]),
+            "score": np.concatenate([s.score for s in scores] or [np.empty(0)]),
+            "confidence": np.concatenate([s.confidence for s in scores] or [np.empty(0)]),
+            "severity": np.concatenate([s.severity for s in scores] or [np.empty(0, int)]),
+        }
+    )
+    summary = pd.DataFrame(
+        [_summary(s, detector, version, thresholds[0]) for s in scores]
+        + [
+            (key, MEASURE, detector, 0, 0, None, None, None, None, None, None, 0.0, reason, version)
+            for key, reason in unscored.items()
+        ],
+        columns=SUMMARY_COLUMNS,
+    )
+    now = datetime.now()
+    con.execute(TABLES_SQL)
+    con.register("new_event_scores", frame)
+    con.register("new_event_summary", summary)
+    keys = sorted({s.partition_key for s in scores} | set(unscored))
+    scope = "partition_key IN (SELECT unnest(?::VARCHAR[])) AND detector = ? AND measure = ?"
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in ("anomaly_scores", "customer_anomalies"):
+            con.execute(f"DELETE FROM {table} WHERE {scope}", [keys, detector, MEASURE])
+        written = con.execute(
+            f"INSERT INTO anomaly_scores ({SCORE_COLUMNS}, record_id, confidence, severity) "
+            "SELECT partition_key, ?, day::DATE, ?, score, ?, severity >= 1, ?, ?, ?, record_id, "
+            "confidence, severity FROM new_event_scores",
+            [MEASURE, detector, thresholds[0], version, run_id, now],
+        ).fetchall()[0][0]
+        con.execute("INSERT INTO customer_anomalies SELECT *, ?, ? FROM new_event_summary", [run_id, now])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("new_event_scores")
+        con.unregister("new_event_summary")
+    return int(written)
+
+
+def _summary(s: EventScores, detector: str, version: str, threshold: float) -> tuple:
+    flags = s.severity >= 1
+    top = int(np.argmax(s.score)) if len(s.score) else None
+    return (
+        s.partition_key, MEASURE, detector, len(s.score), int(flags.sum()),
+        float(flags.mean()) if len(flags) else None,
+        s.dates[top] if top is not None else None, float(s.score[top]) if top is not None else None,
+        None, None, None, 0.0, None, version,
+    )  # fmt: skip

@@ -1,0 +1,9 @@
+-- Every trained deep model version: what it learned from, how well and where. A row exists
+-- only once its weights file is complete (written first, renamed into place, then recorded).
+CREATE TABLE IF NOT EXISTS model_registry (
+    model VARCHAR NOT NULL, version VARCHAR PRIMARY KEY, mode VARCHAR NOT NULL,
+    customers INTEGER NOT NULL, skipped INTEGER NOT NULL, windows BIGINT NOT NULL,
+    trained_from DATE, trained_until DATE, epochs INTEGER NOT NULL, final_loss DOUBLE,
+    device VARCHAR NOT NULL, seconds DOUBLE NOT NULL, path VARCHAR NOT NULL,
+    columns VARCHAR NOT NULL, run_id VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL
+);

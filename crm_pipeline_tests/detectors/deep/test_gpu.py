@@ -1,0 +1,63 @@
+"""The deep models on CUDA: same results as the CPU, mixed precision, the memory budget.
+Skipped without CUDA; run on a GPU machine (see docs/benchmarks.md for the recorded run)."""
+
+import numpy as np
+import pytest
+import torch
+
+from crm_pipeline.detectors.deep.device import resolve_device, windows_within_budget
+from crm_pipeline.detectors.deep.fit import DeepSettings, score_events, train_deep
+from crm_pipeline.detectors.deep.models import build_model
+from crm_pipeline_tests.detectors.deep.test_training import events
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+CUSTOMERS = [events("odd", 200, 1, spike_at=140), events("steady", 180, 2), events("third", 90, 3)]
+
+
+@pytest.fixture(autouse=True)
+def full_precision_matmuls():
+    previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
+
+
+@pytest.mark.parametrize("kind", ["deepant", "lstm_autoencoder"])
+def test_cuda_training_equals_cpu_training_within_tolerance(kind):
+    settings = DeepSettings(model=kind, epochs=5, seed=3)
+    on_cpu = train_deep(CUSTOMERS, settings, CPU)
+    on_gpu = train_deep(CUSTOMERS, settings, CUDA)
+    assert on_gpu.device == "cuda"
+    np.testing.assert_allclose(on_gpu.log.epoch_losses, on_cpu.log.epoch_losses, rtol=1e-3)
+    for p, q in zip(on_cpu.model.parameters(), on_gpu.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q.cpu(), atol=1e-3, rtol=1e-3)
+    cpu_scores, _ = score_events(on_cpu, CUSTOMERS, CPU)
+    gpu_scores, _ = score_events(on_gpu, CUSTOMERS, CUDA)
+    for a, b in zip(cpu_scores, gpu_scores, strict=True):
+        np.testing.assert_allclose(a.score, b.score, atol=2e-3)
+
+
+@pytest.mark.parametrize("kind", ["deepant", "lstm_autoencoder"])
+def test_mixed_precision_still_finds_the_planted_anomaly(kind):
+    trained = train_deep(CUSTOMERS, DeepSettings(model=kind, epochs=30), CUDA, mixed_precision=True)
+    scored, _ = score_events(trained, CUSTOMERS, CUDA)
+    assert scored[0].record_ids[np.argmax(scored[0].score)] == "odd-140"
+
+
+def test_a_small_memory_budget_chunks_customers_and_stays_under_it():
+    probe = build_model("lstm_autoencoder", [0], n_features=7)
+    budget_gb = 0.01
+    cap = windows_within_budget(probe, 7, CUDA, budget_gb, mixed_precision=False)
+    assert cap is not None and cap >= 1024
+    torch.cuda.reset_peak_memory_stats()
+    settings = DeepSettings(model="lstm_autoencoder", epochs=2, batch_size=512)
+    chunked = train_deep(CUSTOMERS, settings, CUDA, max_windows_per_step=512)
+    whole = train_deep(CUSTOMERS, settings, CUDA)
+    assert torch.cuda.max_memory_allocated() < 256 * 1024**2
+    for p, q in zip(whole.model.parameters(), chunked.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-4, rtol=1e-4)
+
+
+def test_auto_picks_cuda_here():
+    assert resolve_device("auto") == CUDA and resolve_device("cuda:0") == torch.device("cuda:0")

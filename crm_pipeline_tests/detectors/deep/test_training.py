@@ -1,0 +1,124 @@
+"""Training many customers at once: equal to one-by-one training, deterministic, and able to
+put a planted anomaly on top."""
+
+import numpy as np
+import pytest
+import torch
+
+from crm_pipeline.detectors.deep.data import DEEP_COLUMNS, CustomerEvents, MinMaxScaler, sliding_windows
+from crm_pipeline.detectors.deep.fit import DeepSettings, score_events, train_deep
+from crm_pipeline.detectors.deep.models import build_model
+from crm_pipeline.detectors.deep.training import train_groups
+
+CPU = torch.device("cpu")
+
+
+def events(key: str, n: int, seed: int, spike_at: int | None = None) -> CustomerEvents:
+    """A rhythm of interests, a smooth subtotal (column 2) and, at ``spike_at``, 20x the subtotal."""
+    rng = np.random.default_rng(seed)
+    i = np.arange(n)
+    values = np.zeros((n, len(DEEP_COLUMNS)))
+    values[:, 0] = values[:, 1] = i % 3 + 1
+    values[:, 2] = 1000 + 150 * np.sin(i / 6) + rng.normal(0, 15, n)
+    values[:, 3] = 1
+    if spike_at is not None:
+        values[spike_at, 2] *= 20
+    dates = np.datetime64("2018-01-01") + 3 * i
+    return CustomerEvents(key, np.array([f"{key}-{j}" for j in i], dtype=object), dates, values, {})
+
+
+def windows_of(customers, span):
+    return [sliding_windows(MinMaxScaler.fit(c.values).transform(c.values), span) for c in customers]
+
+
+@pytest.mark.parametrize("kind", ["deepant", "lstm_autoencoder"])
+def test_batched_training_equals_a_loop_of_single_trainings(kind):
+    customers = [events("a", 90, 1), events("b", 60, 2), events("c", 30, 3)]
+    seeds = [11, 22, 33]
+    span = build_model(kind, [0], n_features=7).span
+    windows = windows_of(customers, span)
+    together = build_model(kind, seeds, n_features=7)
+    log = train_groups(together, windows, seeds, 3, 16, 1e-3, CPU)
+    for g, seed in enumerate(seeds):
+        alone = build_model(kind, [seed], n_features=7)
+        alone_log = train_groups(alone, [windows[g]], [seed], 3, 16, 1e-3, CPU)
+        assert alone_log.group_losses[0] == pytest.approx(log.group_losses[g], rel=1e-4)
+        for (name, p), q in zip(together.named_parameters(), alone.parameters(), strict=True):
+            torch.testing.assert_close(p[g : g + 1].detach(), q.detach(), atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_groups_must_come_largest_first():
+    model = build_model("deepant", [1, 2], n_features=7)
+    small, large = windows_of([events("a", 20, 1), events("b", 40, 2)], model.span)
+    with pytest.raises(ValueError, match="largest first"):
+        train_groups(model, [small, large], [1, 2], 1, 8, 1e-3, CPU)
+
+
+def test_training_is_deterministic_under_a_seed_and_the_loss_falls():
+    customers = [events("a", 80, 1), events("b", 50, 2)]
+    settings = DeepSettings(epochs=15, seed=4)
+    first = train_deep(customers, settings, CPU)
+    second = train_deep(customers, settings, CPU)
+    assert first.log.epoch_losses == second.log.epoch_losses
+    for p, q in zip(first.model.parameters(), second.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert first.log.epoch_losses[-1] < first.log.epoch_losses[0] / 2
+    other = train_deep(customers, DeepSettings(epochs=15, seed=5), CPU)
+    assert other.log.epoch_losses != first.log.epoch_losses
+
+
+def test_chunks_under_a_memory_cap_train_the_same_weights():
+    customers = [events("a", 80, 1), events("b", 50, 2), events("c", 40, 3)]
+    settings = DeepSettings(epochs=3, batch_size=16)
+    whole = train_deep(customers, settings, CPU)
+    chunked = train_deep(customers, settings, CPU, max_windows_per_step=16)  # one customer per chunk
+    assert whole.customers == chunked.customers == ["a", "b", "c"]
+    for p, q in zip(whole.model.parameters(), chunked.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["deepant", "lstm_autoencoder"])
+@pytest.mark.parametrize("mode", ["per_customer", "global"])
+def test_a_planted_anomaly_gets_the_top_score(kind, mode):
+    customers = [events("odd", 200, 1, spike_at=140), events("steady", 200, 2)]
+    trained = train_deep(customers, DeepSettings(model=kind, mode=mode, epochs=30), CPU)
+    scored, unscored = score_events(trained, customers, CPU)
+    assert not unscored
+    odd = scored[0]
+    assert odd.record_ids[np.argmax(odd.score)] == "odd-140"
+    assert odd.score.max() == pytest.approx(1.0) and odd.severity.max() == 2
+    top = odd.confidence[np.argmax(odd.score)]
+    assert top > 0.999 and np.median(odd.confidence) < 0.9
+    assert len(odd.score) == (200 - 10 if kind == "deepant" else 200)  # the forecaster's warm-up
+
+
+def test_too_short_customers_are_skipped_with_the_reason_and_the_rest_train():
+    customers = [events("long", 60, 1), events("short", 8, 2)]
+    trained = train_deep(customers, DeepSettings(epochs=2), CPU)
+    assert trained.customers == ["long"]
+    assert trained.skipped == {"short": "8 events; at least 15 needed (look-back window of 11 + 4)"}
+    _, unscored = score_events(trained, customers + [events("new", 40, 3)], CPU)
+    assert unscored["short"].startswith("8 events") and unscored["new"] == "not trained in this model version"
+    with pytest.raises(ValueError, match="no customer has enough events"):
+        train_deep([events("short", 8, 2)], DeepSettings(epochs=1), CPU)
+
+
+def test_a_constant_column_scales_to_zero_without_dividing_by_zero():
+    values = np.column_stack([np.full(5, 3.0), np.arange(5.0)])
+    scaled = MinMaxScaler.fit(values).transform(values)
+    assert np.isfinite(scaled).all() and (scaled[:, 0] == 0).all() and scaled[-1, 1] == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"model": "cnn"}, "unknown deep model 'cnn'"),
+        ({"mode": "both"}, "unknown training mode 'both'"),
+        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"learning_rate": 0}, "learning_rate must be positive"),
+        ({"thresholds": (0.6, 0.4)}, "thresholds must ascend"),
+    ],
+)
+def test_bad_settings_fail_before_any_work(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DeepSettings(**kwargs)

@@ -1,19 +1,24 @@
-"""Jobs, the monthly schedule and the sensor that keeps customer partitions in step."""
+"""Jobs, the monthly schedules and the sensor that keeps customer partitions in step."""
 
+from datetime import date, timedelta
 from pathlib import Path
 
 from dagster import (
     AssetSelection,
     DefaultSensorStatus,
+    RunRequest,
+    ScheduleEvaluationContext,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
     build_schedule_from_partitioned_job,
     define_asset_job,
+    schedule,
     sensor,
 )
 
 from crm_pipeline.assets.customers import customer_activity
+from crm_pipeline.assets.deep import deep_anomaly_scores, deep_models
 from crm_pipeline.assets.extraction import EXTRACTION_GROUP
 from crm_pipeline.assets.features import crm_events, customer_series, lag_features, regular_patterns
 from crm_pipeline.assets.scoring import anomaly_scores
@@ -54,11 +59,47 @@ customer_backfill_job = define_asset_job(
     tags={"crm_pipeline/warehouse": "write"},
 )
 
+deep_training_job = define_asset_job(
+    "deep_training",
+    selection=AssetSelection.assets(deep_models, deep_anomaly_scores),
+    partitions_def=customer_partitions,
+    description="Train the deep models (GPU when there is one) for one customer or thousands in one "
+    "run, then score their CRM events with the new versions.",
+    tags={"crm_pipeline/gpu": "1"},
+)
+
 monthly_schedule = build_schedule_from_partitioned_job(
     monthly_extraction_job,
     hour_of_day=2,
     description="Extracts each month once it has closed (at 02:00 on the 1st).",
 )
+
+
+def month_before(day: date) -> date:
+    """The last day of the month before ``day``'s month."""
+    return day.replace(day=1) - timedelta(days=1)
+
+
+@schedule(
+    job=deep_training_job,
+    cron_schedule="0 4 2 * *",
+    description="Retrains the deep models on every customer's events up to the end of the month "
+    "just closed (04:00 on the 2nd, after the monthly extraction), as one run.",
+)
+def monthly_deep_retrain(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+    """One run over every customer partition, trained on events up to the previous month's end."""
+    keys = context.instance.get_dynamic_partitions(CUSTOMER_PARTITIONS_NAME)
+    if not keys:
+        return SkipReason("no customer partitions yet: nothing to train")
+    until = month_before(context.scheduled_execution_time.date())
+    return RunRequest(
+        run_key=f"deep-retrain-{until:%Y-%m}",
+        run_config={"ops": {"deep_models": {"config": {"until": until.isoformat()}}}},
+        tags={
+            "dagster/asset_partition_range_start": keys[0],
+            "dagster/asset_partition_range_end": keys[-1],
+        },
+    )
 
 
 def unregistered_customer_keys(warehouse: Warehouse, registered: set[str]) -> list[str]:

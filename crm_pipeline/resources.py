@@ -1,9 +1,11 @@
-"""Dagster resources: the source databases and the DuckDB warehouse, configurable in the UI."""
+"""Dagster resources: the source databases, the DuckDB warehouse and the compute device of the
+deep models, configurable in the UI."""
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -13,6 +15,9 @@ from crm_pipeline.sources.queries import resolve_queries
 from crm_pipeline.sources.runner import EachDbRunner
 from crm_pipeline.sources.selection import DatabaseFilter
 from crm_pipeline.warehouse.store import Warehouse
+
+if TYPE_CHECKING:
+    import torch
 
 
 class SourceResource(ConfigurableResource):
@@ -90,3 +95,23 @@ class WarehouseResource(ConfigurableResource):
 
     def open(self, logger: logging.Logger | None = None) -> Warehouse:
         return Warehouse(self.path, self.lock_timeout_s, logger)
+
+
+class ComputeDeviceResource(ConfigurableResource):
+    """Where the deep models train and score: CUDA when present, the CPU otherwise."""
+
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    fallback_to_cpu: bool = Field(
+        False, description="When cuda is asked for and missing: use the CPU instead of failing"
+    )
+    mixed_precision: bool = Field(True, description="bfloat16 autocast on CUDA (the CPU trains in float32)")
+    gpu_memory_budget_gb: float = Field(
+        8.0, description="Most GPU memory one training step may take; customers train in chunks to fit"
+    )
+
+    def torch_device(self) -> torch.device:
+        """The device, or ``DeviceUnavailableError`` naming what is missing (torch imported here:
+        definitions load without it)."""
+        from crm_pipeline.detectors.deep.device import resolve_device
+
+        return resolve_device(self.device, self.fallback_to_cpu)

@@ -14,7 +14,7 @@ import yaml
 
 CONFIG_ENV = "CRM_PIPELINE_CONFIG"
 DEMO_DIR_ENV = "CRM_DEMO_DIR"
-SECTIONS = ("warehouse", "source", "partitions")
+SECTIONS = ("warehouse", "source", "partitions", "compute")
 
 
 def demo_dir() -> Path:
@@ -29,6 +29,7 @@ def default_settings() -> dict[str, Any]:
         "warehouse": {"path": str(base / "warehouse.duckdb")},
         "source": {"kind": "sqlite", "sqlite_dir": str(base / "tenants")},
         "partitions": {"start": "2008-01-01"},
+        "compute": {"device": "auto"},
     }
 
 

@@ -33,3 +33,14 @@ def test_unknown_section_is_refused(tmp_path):
     config.write_text("sources:\n  kind: sqlite\n")
     with pytest.raises(ValueError, match=r"unknown section\(s\) \['sources'\]"):
         load_settings(config)
+
+
+def test_compute_section_reaches_the_resource(tmp_path):
+    from crm_pipeline.definitions import build_definitions
+
+    config = tmp_path / "crm.yaml"
+    config.write_text("compute:\n  device: cpu\n  gpu_memory_budget_gb: 2\n")
+    settings = load_settings(config)
+    assert settings["compute"] == {"device": "cpu", "gpu_memory_budget_gb": 2}
+    compute = build_definitions(settings).resources["compute"]
+    assert compute.device == "cpu" and compute.torch_device().type == "cpu"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import duckdb
+import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue, TableColumn, TableRecord, TableSchema
 
 from crm_pipeline.sources.runner import RunSummary
@@ -45,6 +46,11 @@ def preview_markdown(con: duckdb.DuckDBPyConnection, sql: str, params: list[obje
     if frame.empty:
         return MetadataValue.md("_no rows_")
     return MetadataValue.md(frame.to_markdown(index=False))
+
+
+def rows_markdown(rows: list[dict[str, object]]) -> str:
+    """Rows (column -> value) as a markdown table."""
+    return pd.DataFrame(rows).to_markdown(index=False) if rows else "_none_"
 
 
 def zero_check(

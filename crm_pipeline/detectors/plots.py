@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
-
 import duckdb
 
-from crm_pipeline.patterns.plots import plt
+from crm_pipeline.patterns.plots import figure_png, plt
 
 
 def anomaly_png(con: duckdb.DuckDBPyConnection, partition_key: str, measure: str) -> bytes:
@@ -30,7 +28,4 @@ def anomaly_png(con: duckdb.DuckDBPyConnection, partition_key: str, measure: str
     ax.set_title(f"{partition_key}: {measure} and the days each detector flags", fontsize=9)
     ax.legend(fontsize=6, ncol=3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)

@@ -57,6 +57,11 @@ def pattern_png(con: duckdb.DuckDBPyConnection, partition_key: str) -> bytes:
     bottom.set_ylabel("share of months")
     bottom.set_title("periodic weekdays and days of month (blue: cyclic)", fontsize=9)
     fig.tight_layout()
+    return figure_png(fig)
+
+
+def figure_png(fig: plt.Figure) -> bytes:
+    """A matplotlib figure as PNG bytes (the figure is closed: no figures pile up in a long run)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
     plt.close(fig)

@@ -2,8 +2,9 @@
 ``model_registry`` table that lists them.
 
 Saving is write-then-record: the file is written under a temporary name and renamed into
-place, and only then is the registry row inserted; an interrupted save leaves no row (and at
-most a stray ``.tmp`` file), so scoring never finds a half-written model.
+place, and only then is the registry row inserted; a failed save removes what it wrote, and a
+killed one leaves no row (at most a stray ``.tmp`` file), so scoring never finds a half-written
+model.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import duckdb
 import numpy as np
 import torch
 
-from crm_pipeline.detectors.deep.data import MinMaxScaler
+from crm_pipeline.detectors.deep.data import RangeScaler
 from crm_pipeline.detectors.deep.errors import ErrorReference
 from crm_pipeline.detectors.deep.fit import DeepSettings, TrainedModel
 from crm_pipeline.detectors.deep.models import build_model
@@ -86,7 +87,7 @@ def from_payload(payload: dict) -> TrainedModel:
     keys = payload["customers"]
     scalers, references = {}, {}
     for i, key in enumerate(keys):
-        scalers[key] = MinMaxScaler(payload["scaler_minimum"][i].numpy(), payload["scaler_scale"][i].numpy())
+        scalers[key] = RangeScaler(payload["scaler_minimum"][i].numpy(), payload["scaler_scale"][i].numpy())
         references[key] = ErrorReference(
             float(payload["reference_low"][i]),
             float(payload["reference_high"][i]),
@@ -121,8 +122,12 @@ def save_model(
     path = directory / trained.settings.model / f"{version}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".pt.tmp")
-    torch.save(to_payload(trained), temporary)
-    os.replace(temporary, path)
+    try:
+        torch.save(to_payload(trained), temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     con.execute(REGISTRY_SQL)
     try:
         con.execute(
@@ -163,7 +168,7 @@ def load_model(
         params.append(version)
     rows = con.execute(query + " ORDER BY created_at DESC, version DESC LIMIT 1", params).fetchall()
     if not rows:
-        wanted = f"version {version!r} of {model!r}" if version else f"a trained {model!r} model"
+        wanted = f"version {version!r} of {model!r}" if version else f"trained {model!r} model"
         raise LookupError(f"model_registry has no {wanted}: run the deep training job first")
     found, path = rows[0]
     if not Path(path).exists():

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from crm_pipeline.detectors.deep.data import DEEP_COLUMNS, CustomerEvents, MinMaxScaler, sliding_windows
+from crm_pipeline.detectors.deep.data import DEEP_COLUMNS, CustomerEvents, RangeScaler, sliding_windows
 from crm_pipeline.detectors.deep.errors import ErrorReference, event_errors, severity
 from crm_pipeline.detectors.deep.models import MODELS, DeepModel, build_model
 from crm_pipeline.detectors.deep.training import EpochProgress, TrainingLog, train_groups
@@ -76,7 +76,7 @@ class TrainedModel:
     columns: tuple[str, ...]
     customers: list[str]
     groups: dict[str, int]
-    scalers: dict[str, MinMaxScaler]
+    scalers: dict[str, RangeScaler]
     references: dict[str, ErrorReference]
     log: TrainingLog
     skipped: dict[str, str] = field(default_factory=dict)
@@ -116,7 +116,7 @@ def train_deep(
     usable = [c for c in customers if c.partition_key not in skipped]
     if not usable:
         raise ValueError(f"no customer has enough events to train {settings.model}: {skipped}")
-    scalers = {c.partition_key: MinMaxScaler.fit(c.values) for c in usable}
+    scalers = {c.partition_key: RangeScaler.fit(c.values) for c in usable}
     scaled = {c.partition_key: scalers[c.partition_key].transform(c.values) for c in usable}
     windows = {k: sliding_windows(v, span) for k, v in scaled.items()}
     say = progress or log.info

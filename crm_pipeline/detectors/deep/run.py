@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from crm_pipeline.detectors.deep.artifacts import check_columns, load_model, save_model
+from crm_pipeline.detectors.deep.artifacts import check_columns, load_model, models_dir, save_model
 from crm_pipeline.detectors.deep.data import DEEP_COLUMNS, load_events
 from crm_pipeline.detectors.deep.device import windows_within_budget
 from crm_pipeline.detectors.deep.fit import DeepSettings, EventScores, TrainedModel, score_events, train_deep
 from crm_pipeline.detectors.deep.models import build_model
 from crm_pipeline.detectors.scoring import SCORE_COLUMNS, SUMMARY_COLUMNS, TABLES_SQL
+from crm_pipeline.warehouse.store import Warehouse
 
 MEASURE = "crm_events"
 log = logging.getLogger(__name__)
@@ -37,31 +38,34 @@ class TrainingRun:
 
 
 def train_and_register(
-    con: duckdb.DuckDBPyConnection,
+    warehouse: Warehouse,
     partition_keys: Sequence[str],
     settings: DeepSettings,
     device: torch.device,
-    models_dir: Path,
     run_id: str,
     until: date | None = None,
     mixed_precision: bool = True,
     gpu_memory_budget_gb: float = 8.0,
     progress: Callable[[str], None] | None = None,
 ) -> TrainingRun:
-    """Train ``settings`` on the customers' events up to ``until`` and record the new version."""
-    customers = load_events(con, partition_keys, until)
+    """Train ``settings`` on the customers' events up to ``until`` and record the new version
+    (weights under ``models/`` beside the warehouse). The warehouse is open only to read the
+    events and to record the version, never while the model trains: other steps may write."""
+    with warehouse.connect(read_only=True) as con:
+        customers = load_events(con, partition_keys, until)
     if not customers:
         raise ValueError(
-            f"none of the {len(partition_keys)} customer(s) has CRM events: materialize crm_events first"
+            f"none of the {len(partition_keys)} customer(s) has CRM events up to {until or 'now'}: "
+            "materialize crm_events first"
         )
     probe = build_model(settings.model, [0], n_features=len(DEEP_COLUMNS), lookback=settings.lookback)
     cap = windows_within_budget(probe, len(DEEP_COLUMNS), device, gpu_memory_budget_gb, mixed_precision)
     trained = train_deep(customers, settings, device, mixed_precision, cap, progress)
     used = [c for c in customers if c.partition_key in trained.groups]
-    windows = sum(max(len(c) - trained.model.span + 1, 0) for c in used)
-    first = min(c.dates[0] for c in used)
-    last = max(c.dates[-1] for c in used)
-    version, path = save_model(con, trained, models_dir, run_id, (_day(first), _day(last)), windows)
+    windows = sum(len(c) - trained.model.span + 1 for c in used)
+    window = (_day(min(c.dates[0] for c in used)), _day(max(c.dates[-1] for c in used)))
+    with warehouse.connect() as con:
+        version, path = save_model(con, trained, models_dir(warehouse.path), run_id, window, windows)
     return TrainingRun(version, path, trained, windows, sum(len(c) for c in used))
 
 

@@ -35,11 +35,12 @@ def test_events_come_in_process_order_with_bad_values_repaired(crm_planted_copy)
     assert np.isfinite(steady.values).all() and steady.values[3, 2] == steady.values[4, 2] == 0
 
 
-def test_train_register_score_and_rescore_without_duplicates(crm_planted_copy, tmp_path):
+def test_train_register_score_and_rescore_without_duplicates(crm_planted_copy):
     wh = crm_planted_copy.warehouse
+    run = train_and_register(wh, KEYS, SETTINGS, CPU, "run-1")
+    assert run.path.exists() and run.path.parent.parent == wh.path.parent / "models"
+    assert run.trained.skipped.keys() == {"db1.FEW"}
     with wh.connect() as con:
-        run = train_and_register(con, KEYS, SETTINGS, CPU, tmp_path / "models", "run-1")
-        assert run.path.exists() and run.trained.skipped.keys() == {"db1.FEW"}
         row = con.execute(
             "SELECT model, mode, customers, skipped, windows, epochs, device, trained_until "
             "FROM model_registry"
@@ -78,9 +79,9 @@ def test_saved_model_scores_exactly_as_before(crm_planted, tmp_path):
         np.testing.assert_allclose(a.confidence, b.confidence, rtol=1e-6)
 
 
-def test_a_model_whose_columns_no_longer_match_is_refused(crm_planted_copy, tmp_path):
+def test_a_model_whose_columns_no_longer_match_is_refused(crm_planted_copy):
+    train_and_register(crm_planted_copy.warehouse, KEYS, DeepSettings(epochs=1), CPU, "run-1")
     with crm_planted_copy.warehouse.connect() as con:
-        train_and_register(con, KEYS, DeepSettings(epochs=1), CPU, tmp_path, "run-1")
         version, trained = load_model(con, "deepant")
     renamed = tuple("subtotal_usd" if c == "quotation_subtotal_eur" else c for c in DEEP_COLUMNS)
     with pytest.raises(
@@ -89,19 +90,20 @@ def test_a_model_whose_columns_no_longer_match_is_refused(crm_planted_copy, tmp_
         check_columns(trained, renamed, version)
 
 
-def test_an_interrupted_save_leaves_no_registry_row_and_no_file(crm_planted_copy, tmp_path, monkeypatch):
+def test_an_interrupted_save_leaves_no_registry_row_and_no_file(crm_planted_copy, monkeypatch):
     def disk_full(*args, **kwargs):
         raise OSError("No space left on device")
 
     monkeypatch.setattr(artifacts.torch, "save", disk_full)
-    with crm_planted_copy.warehouse.connect() as con:
-        with pytest.raises(OSError, match="No space left"):
-            train_and_register(con, KEYS, DeepSettings(epochs=1), CPU, tmp_path / "models", "run-1")
+    wh = crm_planted_copy.warehouse
+    with pytest.raises(OSError, match="No space left"):
+        train_and_register(wh, KEYS, DeepSettings(epochs=1), CPU, "run-1")
+    with wh.connect() as con:
         con.execute(artifacts.REGISTRY_SQL)
         assert con.execute("SELECT count(*) FROM model_registry").fetchall() == [(0,)]
         with pytest.raises(LookupError, match="run the deep training job first"):
             load_model(con, "deepant")
-    assert not list((tmp_path / "models").rglob("*.pt"))
+    assert not list((wh.path.parent / "models").rglob("*.pt*"))
 
 
 def test_cuda_on_a_machine_without_it_is_a_clear_error_or_the_cpu_when_allowed():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from crm_pipeline.detectors.deep.data import DEEP_COLUMNS, CustomerEvents, MinMaxScaler, sliding_windows
+from crm_pipeline.detectors.deep.data import DEEP_COLUMNS, CustomerEvents, RangeScaler, sliding_windows
 from crm_pipeline.detectors.deep.fit import DeepSettings, score_events, train_deep
 from crm_pipeline.detectors.deep.models import build_model
 from crm_pipeline.detectors.deep.training import train_groups
@@ -28,7 +28,7 @@ def events(key: str, n: int, seed: int, spike_at: int | None = None) -> Customer
 
 
 def windows_of(customers, span):
-    return [sliding_windows(MinMaxScaler.fit(c.values).transform(c.values), span) for c in customers]
+    return [sliding_windows(RangeScaler.fit(c.values).transform(c.values), span) for c in customers]
 
 
 @pytest.mark.parametrize("kind", ["deepant", "lstm_autoencoder"])
@@ -103,10 +103,14 @@ def test_too_short_customers_are_skipped_with_the_reason_and_the_rest_train():
         train_deep([events("short", 8, 2)], DeepSettings(epochs=1), CPU)
 
 
-def test_a_constant_column_scales_to_zero_without_dividing_by_zero():
-    values = np.column_stack([np.full(5, 3.0), np.arange(5.0)])
-    scaled = MinMaxScaler.fit(values).transform(values)
-    assert np.isfinite(scaled).all() and (scaled[:, 0] == 0).all() and scaled[-1, 1] == 1
+def test_scaling_keeps_an_outlier_at_its_size_and_a_constant_column_at_zero():
+    values = np.column_stack(
+        [np.full(201, 3.0), np.r_[np.linspace(100, 200, 200), 2100.0], np.r_[np.zeros(200), 1]]
+    )
+    scaled = RangeScaler.fit(values).transform(values)
+    assert np.isfinite(scaled).all() and (scaled[:, 0] == 0).all()
+    assert scaled[:200, 1].max() == pytest.approx(1, abs=0.02) and scaled[200, 1] > 15  # 20x the range
+    assert scaled[:, 2].max() == 1  # flat between the percentiles: the full range
 
 
 @pytest.mark.parametrize(

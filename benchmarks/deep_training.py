@@ -17,8 +17,14 @@ crm_events) once and cached under ``--cache``; the epochs part takes the first c
     .venv/bin/python benchmarks/deep_training.py                      # everything, CPU or CUDA
     .venv/bin/python benchmarks/deep_training.py --parts batched --batched-epochs 2
 
+* ``shap``: the forecaster's 10 top-scored events of each customer up to ``--anomalies``, explained
+  as the pipeline does (DeepExplainer on the scalar forecast error, 50 background windows of the
+  same customer), against shap's KernelExplainer on the same network and background for
+  ``--kernel-windows`` windows; seconds per window compared.
+
 Last line: ``RESULT cnn_30ep_s=… lstm_30ep_s=… loss_cnn=… loss_lstm=… batched_speedup_cnn=…
-batched_speedup_lstm=… device=cpu|cuda``. The comparison with MSDA (issue 6) is to come.
+batched_speedup_lstm=… shap_1000_s=… shap_speedup_vs_kernel=… device=cpu|cuda``. The comparison
+with MSDA (issue 6) is to come.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from crm_pipeline.detectors.deep.data import CustomerEvents, load_events  # noqa: E402
+from crm_pipeline.detectors.deep.data import CustomerEvents, load_events, sliding_windows  # noqa: E402
 from crm_pipeline.detectors.deep.device import resolve_device  # noqa: E402
 from crm_pipeline.detectors.deep.fit import DeepSettings, train_deep  # noqa: E402
 from crm_pipeline.warehouse.store import Warehouse, Window  # noqa: E402
@@ -143,10 +149,72 @@ def batched_part(
     return figures
 
 
+def shap_part(
+    customers: list[CustomerEvents], anomalies: int, kernel_windows: int, device: torch.device
+) -> dict[str, float]:
+    """SHAP of the forecaster's top-scored events (10 per customer) with our DeepExplainer path
+    against shap's KernelExplainer on the same network and the same background, per window."""
+    import shap
+
+    from crm_pipeline.detectors.deep.fit import customer_model, score_events
+    from crm_pipeline.explain.deep import explain_events
+    from crm_pipeline.explain.networks import ForecastError
+
+    sample = customers[: -(-anomalies // 10) + 20]
+    trained = train_deep(sample, DeepSettings(epochs=3), device, progress=lambda message: None)
+    scored, _ = score_events(trained, sample, device)
+    by_key = {c.partition_key: c for c in sample}
+    picks, total = [], 0
+    for s in scored:
+        if total >= anomalies:
+            break
+        events = by_key[s.partition_key]
+        position = {r: i for i, r in enumerate(events.record_ids)}
+        best = s.record_ids[np.argsort(-s.score)[: min(10, anomalies - total)]]
+        picks.append((events, np.array(sorted(position[r] for r in best))))
+        total += len(best)
+    started = time.perf_counter()
+    for events, positions in picks:
+        explain_events(trained, events, positions, device, background=50)
+    deep_s = time.perf_counter() - started
+    events, positions = picks[0]
+    model = customer_model(trained, events.partition_key)
+    network = ForecastError(model).eval()
+    windows = sliding_windows(trained.scalers[events.partition_key].transform(events.values), model.span)
+    chosen = positions[:kernel_windows] - model.lookback
+    rest = np.setdiff1d(np.arange(len(windows)), positions - model.lookback)
+    background = windows[np.random.default_rng(0).choice(rest, size=min(50, len(rest)), replace=False)]
+
+    def score(flat: np.ndarray) -> np.ndarray:
+        w = torch.from_numpy(flat.reshape(-1, model.span, model.n_features).astype(np.float32))
+        with torch.no_grad():
+            return network(w[:, :-1].transpose(1, 2), w[:, -1])[:, 0].numpy()
+
+    kernel = shap.KernelExplainer(score, background.reshape(len(background), -1))
+    started = time.perf_counter()
+    kernel.shap_values(windows[chosen].reshape(len(chosen), -1), silent=True)
+    kernel_per_window = (time.perf_counter() - started) / len(chosen)
+    deep_per_window = deep_s / total
+    print(
+        f"SHAP of {total} flagged events ({len(picks)} customers, background 50): {deep_s:.1f}s "
+        f"({deep_per_window * 1000:.1f} ms a window) | KernelExplainer, same network and background, "
+        f"{len(chosen)} windows: {kernel_per_window:.2f}s a window "
+        f"-> {kernel_per_window / deep_per_window:.0f}x"
+    )
+    return {
+        "shap_1000_s": deep_s * 1000 / total,
+        "shap_speedup_vs_kernel": kernel_per_window / deep_per_window,
+    }
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--parts", nargs="+", default=["epochs", "batched"], choices=["epochs", "batched"])
+    p.add_argument(
+        "--parts", nargs="+", default=["epochs", "batched", "shap"], choices=["epochs", "batched", "shap"]
+    )
+    p.add_argument("--anomalies", type=int, default=1000, help="flagged events the shap part explains")
+    p.add_argument("--kernel-windows", type=int, default=10, help="windows KernelExplainer explains")
     p.add_argument("--customers-per-tenant", type=int, default=46, help="22 tenants; 46 gives 1,000+")
     p.add_argument("--epoch-events", type=int, default=170_000, help="events the epochs part trains on")
     p.add_argument("--epochs", type=int, default=30)
@@ -176,6 +244,8 @@ def main() -> None:
         figures |= epochs_part(demo_sized, args.epochs, device)
     if "batched" in args.parts:
         figures |= batched_part(customers, args.batched_customers, args.batched_epochs, device)
+    if "shap" in args.parts:
+        figures |= shap_part(customers, args.anomalies, args.kernel_windows, device)
     fields = " ".join(f"{k}={v:.5g}" for k, v in figures.items())
     print(f"RESULT {fields} device={device.type}")
 

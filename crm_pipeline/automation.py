@@ -19,6 +19,7 @@ from dagster import (
 
 from crm_pipeline.assets.customers import customer_activity
 from crm_pipeline.assets.deep import deep_anomaly_scores, deep_models
+from crm_pipeline.assets.explanations import anomaly_explanations
 from crm_pipeline.assets.extraction import EXTRACTION_GROUP
 from crm_pipeline.assets.features import crm_events, customer_series, lag_features, regular_patterns
 from crm_pipeline.assets.scoring import anomaly_scores
@@ -59,12 +60,15 @@ customer_backfill_job = define_asset_job(
     tags={"crm_pipeline/warehouse": "write"},
 )
 
+#: The deep detectors in the order of the data flow: train, score, explain.
+DEEP_ASSETS = [deep_models, deep_anomaly_scores, anomaly_explanations]
+
 deep_training_job = define_asset_job(
     "deep_training",
-    selection=AssetSelection.assets(deep_models, deep_anomaly_scores),
+    selection=AssetSelection.assets(*DEEP_ASSETS),
     partitions_def=customer_partitions,
     description="Train the deep models (GPU when there is one) for one customer or thousands in one "
-    "run, then score their CRM events with the new versions.",
+    "run, score their CRM events with the new versions and explain the flagged ones with SHAP.",
     tags={"crm_pipeline/gpu": "1"},
 )
 

@@ -91,10 +91,9 @@ def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
     """Materialize every stage: all months in one run, then all customers in one run."""
     from dagster import DagsterInstance, materialize
 
-    from crm_pipeline.assets.deep import deep_anomaly_scores, deep_models
     from crm_pipeline.assets.evaluation import detector_evaluation
     from crm_pipeline.assets.extraction import raw_assets
-    from crm_pipeline.automation import CUSTOMER_ASSETS, unregistered_customer_keys
+    from crm_pipeline.automation import CUSTOMER_ASSETS, DEEP_ASSETS, unregistered_customer_keys
     from crm_pipeline.definitions import build_definitions
     from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
 
@@ -124,9 +123,9 @@ def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
             "dagster/asset_partition_range_end": keys[-1],
         },
     )
-    log.info("training the deep models for every customer (one batched run), then scoring their events")
+    log.info("deep models for every customer (one batched run): train, score events, explain with SHAP")
     materialize(
-        [deep_models, deep_anomaly_scores],
+        DEEP_ASSETS,
         instance=instance,
         resources=resources,
         run_config=quiet | DEMO_DEEP,
@@ -157,6 +156,7 @@ def run_pipeline(first_month: str, last_month: str) -> dict[str, int]:
             "crm_encodings",
             "model_registry",
             "anomaly_scores",
+            "shap_values",
             "customer_anomalies",
             "evaluation_results",
             "extraction_log",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from crm_pipeline.assets.deep import deep_anomaly_scores, deep_models
 from crm_pipeline.assets.evaluation import detector_evaluation
 from crm_pipeline.assets.extraction import raw_assets
 from crm_pipeline.automation import (
     CUSTOMER_ASSETS,
+    DEEP_ASSETS,
     customer_backfill_job,
     customer_partitions_sensor,
     deep_training_job,
@@ -24,7 +24,7 @@ def build_definitions(settings: dict | None = None) -> Definitions:
     """Definitions over the given settings (default: ``$CRM_PIPELINE_CONFIG`` or the demo)."""
     settings = settings or load_settings()
     return Definitions(
-        assets=[*raw_assets, *CUSTOMER_ASSETS, detector_evaluation, deep_models, deep_anomaly_scores],
+        assets=[*raw_assets, *CUSTOMER_ASSETS, *DEEP_ASSETS, detector_evaluation],
         jobs=[monthly_extraction_job, customer_backfill_job, deep_training_job],
         schedules=[monthly_schedule, monthly_deep_retrain],
         sensors=[customer_partitions_sensor],

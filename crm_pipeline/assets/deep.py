@@ -105,7 +105,7 @@ def deep_models(
         until = date.fromisoformat(config.until) if config.until else None
     except ValueError as exc:
         raise Failure(f"deep_models: bad run configuration: {exc}") from exc
-    device = _device(compute, "deep_models")
+    device = device_of(compute, "deep_models")
     context.log.info(
         "deep_models for %s: %s (%s) on %s, events up to %s",
         partition_label(keys), ", ".join(config.models), config.mode, device, until or "now",
@@ -149,7 +149,7 @@ def deep_models(
     return MaterializeResult(metadata=metadata)
 
 
-def _device(compute: ComputeDeviceResource, asset_name: str) -> torch.device:
+def device_of(compute: ComputeDeviceResource, asset_name: str) -> torch.device:
     """The configured device, or a Failure saying what is missing before any work starts."""
     try:
         return compute.torch_device()
@@ -203,7 +203,7 @@ def deep_anomaly_scores(
     unknown = sorted(set(config.models) - set(MODELS))
     if unknown:
         raise Failure(f"deep_anomaly_scores: unknown model(s) {unknown}; known: {sorted(MODELS)}")
-    device = _device(compute, "deep_anomaly_scores")
+    device = device_of(compute, "deep_anomaly_scores")
     unscored: dict[str, str] = {}
     with warehouse.open(context.log).connect() as con:
         written = 0

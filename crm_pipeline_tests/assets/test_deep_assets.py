@@ -1,6 +1,8 @@
-"""The deep training and scoring assets materialized in-process, and the monthly retrain."""
+"""The deep training, scoring and explanation assets materialized in-process, and the monthly
+retrain."""
 
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +16,8 @@ from dagster import (
 )
 
 from crm_pipeline.assets.deep import deep_anomaly_scores, deep_models
-from crm_pipeline.automation import monthly_deep_retrain
+from crm_pipeline.assets.explanations import anomaly_explanations
+from crm_pipeline.automation import DEEP_ASSETS, monthly_deep_retrain
 from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
 from crm_pipeline.resources import ComputeDeviceResource, WarehouseResource
 from crm_pipeline_tests.detectors.crm_planted import EVENTS, KEYS
@@ -49,11 +52,10 @@ def failure_message(result) -> str:
     return str(failure.event_specific_data)
 
 
-def test_train_then_score_both_models_in_one_run_twice_without_duplicates(crm_planted_copy, instance):
+def test_train_score_and_explain_both_models_in_one_run_twice_without_duplicates(crm_planted_copy, instance):
     wh = crm_planted_copy.warehouse
     for _ in range(2):
-        result = run(crm_planted_copy, instance, [deep_models, deep_anomaly_scores],
-                     {"deep_models": {"config": TRAIN}})  # fmt: skip
+        result = run(crm_planted_copy, instance, DEEP_ASSETS, {"deep_models": {"config": TRAIN}})
         assert result.success
     trained = result.asset_materializations_for_node("deep_models")[0].metadata
     assert trained["device"].value == "cpu" and trained["skipped_customers"].value == 1
@@ -64,10 +66,34 @@ def test_train_then_score_both_models_in_one_run_twice_without_duplicates(crm_pl
     assert scored["dagster/row_count"].value == 2 * (EVENTS - 10) + 2 * EVENTS  # deepant's warm-up
     assert scored["unscored_customers"].value == 2 and "6 events" in scored["unscored"].value
     assert crm_planted_copy.planted_record in scored["top_anomalies"].value
+    explained = result.asset_materializations_for_node("anomaly_explanations")[0].metadata
+    assert explained["events_explained"].value["deepant"] > 0
+    assert explained["column_importance"].value.index("quotation_subtotal_eur") < explained[
+        "column_importance"
+    ].value.index("trading_currency_code")
+    assert "data:image/png;base64," in explained["importance_plot"].value
+    assert crm_planted_copy.planted_record in Path(explained["report"].value).read_text()
+    assert count(wh, "SELECT count(DISTINCT run_id) FROM shap_values") == 1
     assert count(wh, "SELECT count(*) FROM model_registry") == 4  # two runs x two models
     assert count(wh, "SELECT count(DISTINCT run_id) FROM anomaly_scores") == 1
     repeated = "SELECT record_id, detector FROM anomaly_scores GROUP BY ALL HAVING count(*) > 1"
     assert count(wh, f"SELECT count(*) FROM ({repeated})") == 0
+
+
+def test_single_customer_explanation_run_shows_its_plot(crm_planted_copy, instance):
+    assert run(crm_planted_copy, instance, DEEP_ASSETS, {"deep_models": {"config": {"epochs": 5}}}).success
+    result = materialize(
+        [anomaly_explanations],
+        instance=instance,
+        resources={
+            "warehouse": WarehouseResource(path=str(crm_planted_copy.warehouse.path)),
+            "compute": ComputeDeviceResource(device="cpu"),
+        },
+        run_config={"ops": {"anomaly_explanations": {"config": {"models": ["deepant"], "min_severity": 1}}}},
+        partition_key="db1.ODD",
+    )
+    metadata = result.asset_materializations_for_node("anomaly_explanations")[0].metadata
+    assert metadata["customer_plot"].value.count("data:image/png;base64,") == 1
 
 
 def test_scoring_without_a_trained_model_fails_naming_the_fix(crm_planted_copy, instance):

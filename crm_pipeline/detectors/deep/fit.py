@@ -256,11 +256,16 @@ def score_events(
     return results, unscored
 
 
-def _customer_errors(
-    trained: TrainedModel, key: str, windows: np.ndarray, n_events: int, device: torch.device
-) -> np.ndarray:
-    """One customer's event errors through its own group of the model (a one-group copy)."""
+def customer_model(trained: TrainedModel, key: str) -> DeepModel:
+    """A one-group copy of the model ``key`` is scored with (its own weights, or the global ones)."""
     group = trained.groups[key]
     single = build_model(trained.settings.model, [0], **trained.model.hyperparameters())
     single.load_state_dict({n: p[group : group + 1] for n, p in trained.model.state_dict().items()})
-    return event_errors(single, [windows], [n_events], device)[0]
+    return single.eval()
+
+
+def _customer_errors(
+    trained: TrainedModel, key: str, windows: np.ndarray, n_events: int, device: torch.device
+) -> np.ndarray:
+    """One customer's event errors through its own group of the model."""
+    return event_errors(customer_model(trained, key), [windows], [n_events], device)[0]

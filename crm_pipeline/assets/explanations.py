@@ -1,0 +1,89 @@
+"""The SHAP anomaly reports: which columns made each flagged CRM event anomalous."""
+
+from pathlib import Path
+
+from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue
+from pydantic import Field
+
+from crm_pipeline.assets.customers import customer_asset, log_progress
+from crm_pipeline.assets.deep import DEEP_GROUP, deep_anomaly_scores, device_of
+from crm_pipeline.assets.metadata import preview_markdown
+from crm_pipeline.detectors.deep.models import MODELS
+from crm_pipeline.explain.report import (
+    TOP_EVENTS_SQL,
+    column_importance,
+    customer_png,
+    importance_png,
+    write_report,
+)
+from crm_pipeline.explain.run import explain_customers
+from crm_pipeline.partitions import partition_label
+from crm_pipeline.patterns.plots import png_markdown
+from crm_pipeline.resources import ComputeDeviceResource, WarehouseResource
+
+
+class ExplanationConfig(Config):
+    """Launchpad settings of an explanation run."""
+
+    models: list[str] = Field(
+        default_factory=lambda: sorted(MODELS), description="Deep detectors to explain."
+    )
+    min_severity: int = Field(2, description="Explain events that reached at least this many thresholds.")
+    per_customer: int = Field(10, description="At most this many events per customer (highest scores).")
+    background: int = Field(50, description="Normal windows of the same customer as SHAP's background.")
+    seed: int = Field(0, description="Seed of the background sample (and of expected gradients).")
+
+
+@customer_asset("shap_values", DEEP_GROUP, [deep_anomaly_scores])
+def anomaly_explanations(
+    context: AssetExecutionContext,
+    config: ExplanationConfig,
+    warehouse: WarehouseResource,
+    compute: ComputeDeviceResource,
+) -> MaterializeResult:
+    """SHAP values per input column and look-back step of each customer's top flagged events
+    (DeepExplainer for the CNN, expected gradients for the LSTM), a global and a per-customer
+    report in the metadata, and an HTML report beside the warehouse."""
+    keys = list(context.partition_keys)
+    unknown = sorted(set(config.models) - set(MODELS))
+    if unknown or config.min_severity < 1 or config.per_customer < 1 or config.background < 1:
+        raise Failure(
+            "anomaly_explanations: bad run configuration: models must be among "
+            f"{sorted(MODELS)} (got {unknown or config.models}); min_severity, per_customer and "
+            "background must be at least 1"
+        )
+    device = device_of(compute, "anomaly_explanations")
+    context.log.info("anomaly_explanations for %s: %s", partition_label(keys), ", ".join(config.models))
+    wh = warehouse.open(context.log)
+    with wh.connect() as con:
+        runs = [
+            explain_customers(
+                con, keys, model, device, context.run.run_id, config.min_severity, config.per_customer,
+                config.background, config.seed, log_progress(context, f"anomaly_explanations {model}"),
+            )
+            for model in config.models
+        ]  # fmt: skip
+        importance = column_importance(con)
+        metadata = {
+            "dagster/row_count": sum(r.rows for r in runs),
+            "events_explained": MetadataValue.json({r.detector: r.events for r in runs}),
+            "seconds": MetadataValue.json({r.detector: round(r.seconds, 2) for r in runs}),
+            "column_importance": MetadataValue.md(
+                importance.to_markdown(index=False) if not importance.empty else "_no flagged events_"
+            ),
+            "top_explained": preview_markdown(con, TOP_EVENTS_SQL, []),
+        }
+        if not importance.empty:
+            plot = importance_png(importance, f"what drives the anomalies of {partition_label(keys)}")
+            metadata["importance_plot"] = MetadataValue.md(png_markdown(plot, "mean |SHAP| per column"))
+            folder = Path(wh.path).resolve().parent / "reports" / "anomalies" / context.run.run_id[:8]
+            metadata["report"] = MetadataValue.path(str(write_report(con, folder, importance, plot)))
+            if len(keys) == 1:
+                metadata["customer_plot"] = MetadataValue.md(
+                    png_markdown(customer_png(con, keys[0]), keys[0])
+                )
+    for run in runs:
+        context.log.info(
+            "%s %s: %d events explained in %.1fs", run.detector, run.version, run.events, run.seconds
+        )
+    return MaterializeResult(metadata=metadata)

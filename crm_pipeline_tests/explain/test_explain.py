@@ -1,0 +1,91 @@
+"""SHAP explanations of flagged events: exact additivity for the CNN, attributions that point at
+the perturbed column, and SHAP rows written and replaced in the warehouse."""
+
+import numpy as np
+import pytest
+import torch
+
+from crm_pipeline.detectors.deep.data import DEEP_COLUMNS, sliding_windows
+from crm_pipeline.detectors.deep.fit import DeepSettings, customer_model, train_deep
+from crm_pipeline.detectors.deep.run import score_and_write, train_and_register
+from crm_pipeline.explain.deep import explain_events
+from crm_pipeline.explain.networks import ForecastError
+from crm_pipeline.explain.report import column_importance, customer_png, importance_png, write_report
+from crm_pipeline.explain.run import explain_customers
+from crm_pipeline_tests.detectors.crm_planted import KEYS
+from crm_pipeline_tests.detectors.deep.test_training import events
+from crm_pipeline_tests.helpers import count
+
+CPU = torch.device("cpu")
+SUBTOTAL = DEEP_COLUMNS.index("quotation_subtotal_eur")
+CUSTOMERS = [events("odd", 200, 1, spike_at=140), events("steady", 200, 2)]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return {
+        kind: train_deep(CUSTOMERS, DeepSettings(model=kind, epochs=30), CPU)
+        for kind in ("deepant", "lstm_autoencoder")
+    }
+
+
+def test_the_exported_cnn_computes_the_models_forecast_error(trained):
+    model = customer_model(trained["deepant"], "odd")
+    scaled = trained["deepant"].scalers["odd"].transform(CUSTOMERS[0].values)
+    windows = torch.from_numpy(np.ascontiguousarray(sliding_windows(scaled, model.span)[:20]))
+    ours = model.residuals(windows.unsqueeze(0))[0, :, 0].abs().mean(dim=1)
+    exported = ForecastError(model)(windows[:, :-1].transpose(1, 2), windows[:, -1])[:, 0]
+    torch.testing.assert_close(exported, ours, atol=1e-5, rtol=1e-5)
+
+
+def test_deep_explainer_values_add_up_to_the_error_minus_its_expectation(trained):
+    explanation = explain_events(trained["deepant"], CUSTOMERS[0], np.array([140, 60, 199]), CPU)
+    assert explanation.values.shape == (3, 11, len(DEEP_COLUMNS))  # the event and 10 before it
+    np.testing.assert_allclose(
+        explanation.values.sum(axis=(1, 2)) + explanation.expected, explanation.outputs, rtol=1e-4, atol=1e-5
+    )
+
+
+def test_windows_packed_into_one_shap_sample_get_the_values_they_get_alone(trained):
+    together = explain_events(trained["deepant"], CUSTOMERS[0], np.array([60, 140, 199]), CPU)
+    for i, position in enumerate((60, 140, 199)):
+        alone = explain_events(trained["deepant"], CUSTOMERS[0], np.array([position]), CPU)
+        np.testing.assert_allclose(together.values[i], alone.values[0], rtol=1e-4, atol=1e-6)
+        assert together.expected == pytest.approx(alone.expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["deepant", "lstm_autoencoder"])
+def test_a_planted_anomaly_is_explained_by_the_perturbed_column_at_its_own_step(trained, kind):
+    explanation = explain_events(trained[kind], CUSTOMERS[0], np.array([140]), CPU)
+    magnitude = np.abs(explanation.values[0])
+    step, column = np.unravel_index(magnitude.argmax(), magnitude.shape)
+    assert (step, DEEP_COLUMNS[column]) == (0, "quotation_subtotal_eur")
+    assert magnitude[:, SUBTOTAL].sum() > 0.8 * magnitude.sum()
+    assert explanation.outputs[0] > 10 * explanation.expected
+
+
+def test_explanations_are_stored_replaced_and_reported(crm_planted_copy, tmp_path):
+    wh = crm_planted_copy.warehouse
+    train_and_register(wh, KEYS, DeepSettings(epochs=25, seed=1), CPU, "train")
+    with wh.connect() as con:
+        score_and_write(con, KEYS, "deepant", CPU, "score")
+        for run_id in ("explain-1", "explain-2"):
+            run = explain_customers(con, KEYS, "deepant", CPU, run_id, min_severity=2, per_customer=3)
+        assert run.events > 0 and run.rows == run.events * 11 * len(DEEP_COLUMNS)
+        nothing = explain_customers(con, KEYS, "lstm_autoencoder", CPU, "explain-3")  # never scored
+        assert (nothing.version, nothing.rows) == (None, 0)
+        importance = column_importance(con)
+        assert importance.iloc[0]["column_name"] == "quotation_subtotal_eur"
+        report = write_report(con, tmp_path / "report", importance, importance_png(importance, "t"))
+        assert crm_planted_copy.planted_record in report.read_text()
+        assert (tmp_path / "report" / "column_importance.png").read_bytes()[:4] == b"\x89PNG"
+        assert customer_png(con, "db1.ODD")[:4] == b"\x89PNG"
+    assert count(wh, "SELECT count(DISTINCT run_id) FROM shap_values") == 1
+    per_customer = (
+        "SELECT max(n) FROM (SELECT count(DISTINCT record_id) AS n FROM shap_values GROUP BY partition_key)"
+    )
+    assert count(wh, per_customer) <= 3
+    assert (
+        count(wh, "SELECT count(*) FROM shap_values WHERE record_id = ?", [crm_planted_copy.planted_record])
+        > 0
+    )

@@ -8,7 +8,7 @@ import torch
 from crm_pipeline.detectors.deep.data import DEEP_COLUMNS, sliding_windows
 from crm_pipeline.detectors.deep.fit import DeepSettings, customer_model, train_deep
 from crm_pipeline.detectors.deep.run import score_and_write, train_and_register
-from crm_pipeline.explain.deep import explain_events
+from crm_pipeline.explain.deep import _deep_explainer, explain_events
 from crm_pipeline.explain.networks import ForecastError
 from crm_pipeline.explain.report import column_importance, customer_png, importance_png, write_report
 from crm_pipeline.explain.run import explain_customers
@@ -47,11 +47,15 @@ def test_deep_explainer_values_add_up_to_the_error_minus_its_expectation(trained
 
 
 def test_windows_packed_into_one_shap_sample_get_the_values_they_get_alone(trained):
-    together = explain_events(trained["deepant"], CUSTOMERS[0], np.array([60, 140, 199]), CPU)
-    for i, position in enumerate((60, 140, 199)):
-        alone = explain_events(trained["deepant"], CUSTOMERS[0], np.array([position]), CPU)
-        np.testing.assert_allclose(together.values[i], alone.values[0], rtol=1e-4, atol=1e-6)
-        assert together.expected == pytest.approx(alone.expected, rel=1e-5)
+    model = customer_model(trained["deepant"], "odd")
+    scaled = trained["deepant"].scalers["odd"].transform(CUSTOMERS[0].values)
+    windows = torch.from_numpy(np.ascontiguousarray(sliding_windows(scaled, model.span)))
+    x, background = windows[[50, 130, 180]], windows[:40]
+    together, outputs, expected = _deep_explainer(model, x, background, CPU)
+    for i in range(3):
+        alone, output, alone_expected = _deep_explainer(model, x[i : i + 1], background, CPU)
+        np.testing.assert_allclose(together[i], alone[0], rtol=1e-4, atol=1e-6)
+        assert outputs[i] == pytest.approx(output[0]) and expected == pytest.approx(alone_expected, rel=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["deepant", "lstm_autoencoder"])

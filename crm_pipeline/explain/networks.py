@@ -85,6 +85,5 @@ def score_network(model: DeepModel, copies: int = 1) -> nn.Module:
     if isinstance(model, DeepAnt):
         return ForecastError(model, copies).eval()
     if isinstance(model, LstmAutoencoder):
-        # train mode: cuDNN computes LSTM gradients only there (the model has no dropout)
-        return ReconstructionError(model).train()
+        return ReconstructionError(model).eval()
     raise TypeError(f"no SHAP network for {type(model).__name__}")

@@ -96,7 +96,10 @@ class GroupedLSTM(nn.Module):
             ]
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="RNN module weights are not part")
-                out, h, _ = torch.lstm(x[0], (h0, h0), weights, True, 1, 0.0, self.training, False, True)
+                # "train" also tells cuDNN to keep what backward needs: on whenever gradients
+                # flow (SHAP's gradient explainer differentiates a model in eval mode)
+                train = self.training or torch.is_grad_enabled()
+                out, h, _ = torch.lstm(x[0], (h0, h0), weights, True, 1, 0.0, train, False, True)
             return out.unsqueeze(0), h
         gates_in = torch.baddbmm(self.bias[:n].unsqueeze(1), x.reshape(n, b * t, -1), self.w_ih[:n])
         gates_in = gates_in.reshape(n, b, t, -1)

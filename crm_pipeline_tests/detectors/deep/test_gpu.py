@@ -61,3 +61,16 @@ def test_a_small_memory_budget_chunks_customers_and_stays_under_it():
 
 def test_auto_picks_cuda_here():
     assert resolve_device("auto") == CUDA and resolve_device("cuda:0") == torch.device("cuda:0")
+
+
+@pytest.mark.parametrize("kind", ["deepant", "lstm_autoencoder"])
+def test_explanations_on_cuda_point_at_the_planted_column_like_the_cpu(kind):
+    from crm_pipeline.explain.deep import explain_events
+
+    trained = train_deep(CUSTOMERS, DeepSettings(model=kind, epochs=30), CPU)
+    on_cpu = explain_events(trained, CUSTOMERS[0], np.array([140, 60]), CPU)
+    on_gpu = explain_events(trained, CUSTOMERS[0], np.array([140, 60]), CUDA)
+    magnitude = np.abs(on_gpu.values[0])
+    assert np.unravel_index(magnitude.argmax(), magnitude.shape) == (0, 2)  # the event's subtotal
+    if kind == "deepant":  # exact attributions: equal within float tolerance
+        np.testing.assert_allclose(on_gpu.values, on_cpu.values, rtol=1e-3, atol=1e-4)

@@ -20,7 +20,7 @@ from joblib import Parallel, delayed
 from crm_pipeline.detectors.base import Detector, DetectorError, SeriesFrame
 from crm_pipeline.detectors.registry import build_detector
 from crm_pipeline.features.lag_sql import MEASURES, NUMERIC_FEATURES, WEEKDAYS
-from crm_pipeline.warehouse.customer_tables import BATCH_CUSTOMERS, Progress, in_batches
+from crm_pipeline.warehouse.customer_tables import BATCH_CUSTOMERS, Progress, in_batches, staged_transaction
 
 SQL_DIR = Path(__file__).parent / "sql"
 INPUT_SQL = (SQL_DIR / "detector_input.sql").read_text()
@@ -208,14 +208,11 @@ def write_results(
         }
     )
     summary = pd.DataFrame([_summary(r) for r in results], columns=SUMMARY_COLUMNS)
-    con.register("new_scores", scores)
-    con.register("new_summary", summary)
     scope = (
         "partition_key IN (SELECT partition_key FROM run_customers) "
         "AND list_contains(?::VARCHAR[], detector) AND list_contains(?::VARCHAR[], measure)"
     )
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with staged_transaction(con, new_scores=scores, new_summary=summary):
         for table in ("anomaly_scores", "customer_anomalies"):
             con.execute(f"DELETE FROM {table} WHERE {scope}", [list(labels), list(measures)])
         written = con.execute(
@@ -224,13 +221,6 @@ def write_results(
             [run_id, now],
         ).fetchall()[0][0]
         con.execute("INSERT INTO customer_anomalies SELECT *, ?, ? FROM new_summary", [run_id, now])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        con.unregister("new_scores")
-        con.unregister("new_summary")
     return int(written)
 
 

@@ -18,7 +18,7 @@ from crm_pipeline.detectors.deep.artifacts import check_columns, load_model
 from crm_pipeline.detectors.deep.data import DEEP_COLUMNS, load_events
 from crm_pipeline.detectors.deep.models import DeepAnt
 from crm_pipeline.explain.deep import Explanation, explain_events
-from crm_pipeline.warehouse.customer_tables import register_run_customers
+from crm_pipeline.warehouse.customer_tables import register_run_customers, staged_transaction
 
 SQL_DIR = Path(__file__).parent / "sql"
 TABLE_SQL = (SQL_DIR / "shap_values.sql").read_text()
@@ -131,9 +131,7 @@ def _replace(
         columns=["partition_key", "record_id", "day", "column_name", "step", "shap_value",
                  "explained_error", "expected_error"]
     )  # fmt: skip
-    con.register("new_shap", frame)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with staged_transaction(con, new_shap=frame):
         con.execute(
             "DELETE FROM shap_values WHERE detector = ? "
             "AND partition_key IN (SELECT partition_key FROM run_customers)",
@@ -144,10 +142,4 @@ def _replace(
             "shap_value, explained_error, expected_error, ?, ?, ? FROM new_shap",
             [detector, version or "", explainer, run_id, datetime.now()],
         ).fetchall()[0][0]
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        con.unregister("new_shap")
     return int(written)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import duckdb
+import pandas as pd
 
 #: Customers written per batch by :func:`in_batches`: large enough that DuckDB's per-statement
 #: overhead is negligible, small enough that a window over ten years of days fits in memory.
@@ -26,6 +28,24 @@ def register_run_customers(con: duckdb.DuckDBPyConnection, partition_keys: Seque
         raise KeyError(f"{len(unknown)} customer partition(s) unknown to the warehouse: {names}")
 
 
+@contextmanager
+def staged_transaction(con: duckdb.DuckDBPyConnection, **frames: pd.DataFrame) -> Iterator[None]:
+    """One transaction with ``frames`` registered as views by name: committed when the block
+    ends, rolled back when it raises; the views are dropped either way."""
+    for name, frame in frames.items():
+        con.register(name, frame)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        for name in frames:
+            con.unregister(name)
+
+
 def replace_customer_rows(
     con: duckdb.DuckDBPyConnection, table: str, select_sql: str, params: Sequence[object] = ()
 ) -> int:
@@ -34,15 +54,10 @@ def replace_customer_rows(
     One transaction: a re-run or an overlapping backfill never duplicates or loses rows.
     The table is created from the query's columns the first time. Returns rows written.
     """
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with staged_transaction(con):
         con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM ({select_sql}) LIMIT 0", params)
         con.execute(f"DELETE FROM {table} WHERE partition_key IN (SELECT partition_key FROM run_customers)")
         written = con.execute(f"INSERT INTO {table} {select_sql}", params).fetchall()[0][0]
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return int(written)
 
 

@@ -20,6 +20,7 @@ from crm_pipeline.detectors.deep.device import windows_within_budget
 from crm_pipeline.detectors.deep.fit import DeepSettings, EventScores, TrainedModel, score_events, train_deep
 from crm_pipeline.detectors.deep.models import build_model
 from crm_pipeline.detectors.scoring import SCORE_COLUMNS, SUMMARY_COLUMNS, TABLES_SQL
+from crm_pipeline.warehouse.customer_tables import staged_transaction
 from crm_pipeline.warehouse.store import Warehouse
 
 MEASURE = "crm_events"
@@ -124,12 +125,9 @@ def write_event_scores(
     )
     now = datetime.now()
     con.execute(TABLES_SQL)
-    con.register("new_event_scores", frame)
-    con.register("new_event_summary", summary)
     keys = sorted({s.partition_key for s in scores} | set(unscored))
     scope = "partition_key IN (SELECT unnest(?::VARCHAR[])) AND detector = ? AND measure = ?"
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with staged_transaction(con, new_event_scores=frame, new_event_summary=summary):
         for table in ("anomaly_scores", "customer_anomalies"):
             con.execute(f"DELETE FROM {table} WHERE {scope}", [keys, detector, MEASURE])
         written = con.execute(
@@ -139,13 +137,6 @@ def write_event_scores(
             [MEASURE, detector, thresholds[0], version, run_id, now],
         ).fetchall()[0][0]
         con.execute("INSERT INTO customer_anomalies SELECT *, ?, ? FROM new_event_summary", [run_id, now])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        con.unregister("new_event_scores")
-        con.unregister("new_event_summary")
     return int(written)
 
 

@@ -8,7 +8,6 @@ one scale (and the global model sees them alike).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -30,8 +29,6 @@ DEEP_COLUMNS = (
     "order_cancellation_code",
 )
 INPUT_SQL = (Path(__file__).parent / "sql" / "deep_input.sql").read_text()
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

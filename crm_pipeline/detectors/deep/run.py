@@ -3,7 +3,6 @@ set of customers, or score their events with a registered version into ``anomaly
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -24,7 +23,6 @@ from crm_pipeline.warehouse.customer_tables import staged_transaction
 from crm_pipeline.warehouse.store import Warehouse
 
 MEASURE = "crm_events"
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

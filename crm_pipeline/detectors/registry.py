@@ -11,6 +11,7 @@ from crm_pipeline.detectors.clustering import (
     IsolationForestDetector,
     KMeansDetector,
 )
+from crm_pipeline.detectors.deep.detector import DeepAntDetector, LstmAutoencoderDetector
 from crm_pipeline.detectors.forecasting import (
     AdaBoostDetector,
     ArimaDetector,
@@ -33,6 +34,8 @@ DETECTORS: dict[str, type[Detector]] = {
         DbscanDetector,
         AgglomerativeDetector,
         IsolationForestDetector,
+        DeepAntDetector,
+        LstmAutoencoderDetector,
     )
 }
 

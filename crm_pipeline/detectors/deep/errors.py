@@ -49,14 +49,14 @@ def event_errors(
     squared = torch.cat(squares, dim=1).numpy()  # (G, longest, rows, F)
     result = []
     for g, (count, events) in enumerate(zip(counts, n_events, strict=True)):
-        total = np.zeros((events, n_features))
-        covered = np.zeros(events)
+        best = np.full((events, n_features), np.inf)
         for r in range(rows):
             first = span - rows + r  # the event of residual row r in window 0
-            total[first : first + count] += squared[g, :count, r]
-            covered[first : first + count] += 1
-        with np.errstate(invalid="ignore"):
-            result.append(total / covered[:, None])
+            rows_r = squared[g, :count, r]
+            better = rows_r.sum(axis=1) < best[first : first + count].sum(axis=1)
+            best[first : first + count][better] = rows_r[better]
+        best[np.isinf(best).any(axis=1)] = np.nan
+        result.append(best)
     return result
 
 

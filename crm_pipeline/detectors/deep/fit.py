@@ -106,12 +106,15 @@ def train_deep(
     mixed_precision: bool = False,
     max_windows_per_step: int | None = None,
     progress: Callable[[str], None] | None = None,
+    columns: Sequence[str] = DEEP_COLUMNS,
 ) -> TrainedModel:
-    """Train ``settings.model`` on the customers' events; customers with too few are skipped
-    (with the reason) and the rest go on. ``max_windows_per_step`` caps memory: per-customer
-    training runs in chunks of customers, global training in smaller batches."""
+    """Train ``settings.model`` on the customers' events (``columns`` of their values);
+    customers with too few are skipped (with the reason) and the rest go on.
+    ``max_windows_per_step`` caps memory: per-customer training runs in chunks of customers,
+    global training in smaller batches."""
     started = time.perf_counter()
-    span = build_model(settings.model, [0], n_features=len(DEEP_COLUMNS), lookback=settings.lookback).span
+    hyper = {"n_features": len(columns), "lookback": settings.lookback}
+    span = build_model(settings.model, [0], **hyper).span
     skipped = {c.partition_key: r for c in customers if (r := too_short(c, span))}
     usable = [c for c in customers if c.partition_key not in skipped]
     if not usable:
@@ -124,7 +127,6 @@ def train_deep(
     def epoch_report(prefix: str) -> EpochProgress:
         return lambda e, n, loss, rate: say(f"{prefix}epoch {e}/{n} loss {loss:.5f} ({rate:,.0f} windows/s)")
 
-    hyper = {"n_features": len(DEEP_COLUMNS), "lookback": settings.lookback}
     if settings.mode == "global":
         batch = settings.batch if max_windows_per_step is None else min(settings.batch, max_windows_per_step)
         order = [c.partition_key for c in usable]
@@ -177,7 +179,7 @@ def train_deep(
     return TrainedModel(
         settings,
         model.cpu(),
-        DEEP_COLUMNS,
+        tuple(columns),
         order,
         groups,
         scalers,
@@ -237,9 +239,7 @@ def score_events(
     results = []
     for c in ready:
         scaled = trained.scalers[c.partition_key].transform(c.values)
-        errors = _customer_errors(
-            trained, c.partition_key, sliding_windows(scaled, span), len(scaled), device
-        )
+        errors = customer_errors(trained, c.partition_key, sliding_windows(scaled, span), len(scaled), device)
         reference = trained.references[c.partition_key]
         score = reference.score(errors)
         covered = np.isfinite(score)
@@ -264,7 +264,7 @@ def customer_model(trained: TrainedModel, key: str) -> DeepModel:
     return single.eval()
 
 
-def _customer_errors(
+def customer_errors(
     trained: TrainedModel, key: str, windows: np.ndarray, n_events: int, device: torch.device
 ) -> np.ndarray:
     """One customer's event errors through its own group of the model."""

@@ -22,15 +22,27 @@ crm_events) once and cached under ``--cache``; the epochs part takes the first c
   same customer), against shap's KernelExplainer on the same network and background for
   ``--kernel-windows`` windows; seconds per window compared.
 
-Last line: ``RESULT cnn_30ep_s=… lstm_30ep_s=… loss_cnn=… loss_lstm=… batched_speedup_cnn=…
-batched_speedup_lstm=… shap_1000_s=… shap_speedup_vs_kernel=… device=cpu|cuda``. The comparison
-with MSDA (issue 6) is to come.
+* ``msda``: the paper's library (``msda`` 1.10.0, ``Anamoly.compute``) against ours on the same
+  scaled windows (the epochs part's, per customer scaled as the pipeline scales) and the same
+  ``--msda-epochs``: time per epoch, loss after those epochs, and the memory of training plus
+  scoring every window (peak less the interpreter's before the data: both sides carry torch),
+  each side in a fresh process. MSDA runs in its own virtual
+  environment (``--msda-env``, created on first use with ``torch==2.13.0 msda==1.10.0``; never a
+  dependency of the package). Its LSTM scores all its windows in one pass with the autograd
+  graph kept (about 23 GB for 170k windows), so both LSTMs get the first ``--msda-lstm-windows``.
+
+Last line: ``RESULT speedup_vs_msda=… peak_mb_ratio_vs_msda=… cnn_30ep_s=… lstm_30ep_s=… loss_cnn=…
+loss_lstm=… batched_speedup_cnn=… batched_speedup_lstm=… shap_1000_s=… shap_speedup_vs_kernel=…
+device=cpu|cuda`` (the MSDA figures are the worse of the two models; per model they are printed
+as ``…_cnn`` and ``…_lstm``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,15 +55,28 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from crm_pipeline.detectors.deep.data import CustomerEvents, load_events, sliding_windows  # noqa: E402
+from measure import peak_rss_mb  # noqa: E402
+
+from crm_pipeline.detectors.deep.data import (  # noqa: E402
+    CustomerEvents,
+    RangeScaler,
+    load_events,
+    sliding_windows,
+)
 from crm_pipeline.detectors.deep.device import resolve_device  # noqa: E402
+from crm_pipeline.detectors.deep.errors import event_errors  # noqa: E402
 from crm_pipeline.detectors.deep.fit import DeepSettings, train_deep  # noqa: E402
+from crm_pipeline.detectors.deep.models import build_model  # noqa: E402
+from crm_pipeline.detectors.deep.training import train_groups  # noqa: E402
 from crm_pipeline.warehouse.store import Warehouse, Window  # noqa: E402
 
 PAPER = {"deepant": (146.0, 0.01211), "lstm_autoencoder": (484.0, 0.00812)}
 SHORT = {"deepant": "cnn", "lstm_autoencoder": "lstm"}
 CRM_ENTITIES = ("customers", "opportunities", "quotations", "orders")
 EVERYTHING = Window(date(1900, 1, 1), date(2100, 1, 1))
+PARTS = ("msda", "epochs", "batched", "shap")
+MSDA = {"deepant": "deepcnn", "lstm_autoencoder": "lstmaenn"}
+MSDA_REQUIREMENTS = ("torch==2.13.0", "msda==1.10.0", "numpy", "pandas", "scikit-learn")
 
 
 def crm_warehouse(cache: Path, customers_per_tenant: int) -> Path:
@@ -207,12 +232,98 @@ def shap_part(
     }
 
 
+def msda_python(env: Path) -> Path:
+    """The interpreter of MSDA's own environment, created on first use (torch pinned: any other
+    torch requirement would download a CUDA build)."""
+    python = env / "bin" / "python"
+    if not python.exists():
+        print(f"creating MSDA's environment in {env} (about a minute)")
+        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *MSDA_REQUIREMENTS], check=True)
+    return python
+
+
+def pooled_windows(customers: list[CustomerEvents], span: int) -> np.ndarray:
+    """Every customer's windows, each customer scaled by its own range as the pipeline scales."""
+    parts = [sliding_windows(RangeScaler.fit(c.values).transform(c.values), span) for c in customers]
+    return np.ascontiguousarray(np.concatenate(parts))
+
+
+def ours_child(kind: str, path: str, epochs: int, device: torch.device) -> None:
+    """Our global model on the windows in ``path`` (batches of 1024, lr 1e-3), then every window
+    scored; prints what ``msda_runner.py`` prints."""
+    base = peak_rss_mb()
+    windows = np.load(path)
+    model = build_model(kind, [0], n_features=windows.shape[2], lookback=10)
+    windows = windows[:, : model.span]
+    log = train_groups(model, [windows], [0], epochs, 1024, 1e-3, device)
+    started = time.perf_counter()
+    event_errors(model, [windows], [len(windows) + model.span - 1], device)
+    figures = {
+        "windows": len(windows),
+        "epoch_s": [log.seconds / epochs] * epochs,
+        "losses": log.epoch_losses,
+        "score_s": time.perf_counter() - started,
+        "peak_mb": peak_rss_mb(),
+        "base_mb": base,
+    }
+    print(json.dumps(figures))
+
+
+def msda_part(
+    customers: list[CustomerEvents], env: Path, epochs: int, lstm_windows: int, device: torch.device
+) -> dict[str, float]:
+    """MSDA's two models against ours on the same windows and epochs, each in a fresh process."""
+    python = msda_python(env)
+    windows = pooled_windows(customers, 11)
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, theirs in MSDA.items():
+            subset = windows if kind == "deepant" else windows[:lstm_windows]
+            path = str(Path(tmp) / f"{kind}.npy")
+            np.save(path, subset)
+            runs = {}
+            for side, command in (
+                ("msda", [str(python), str(ROOT / "benchmarks" / "msda_runner.py"), theirs]),
+                ("ours", [sys.executable, __file__, "--device", device.type, "--child-ours", kind]),
+            ):
+                out = subprocess.run([*command, path, str(epochs)], capture_output=True, text=True)
+                if out.returncode:
+                    raise RuntimeError(f"{side} {kind} failed:\n{out.stderr[-3000:]}")
+                runs[side] = json.loads(out.stdout.strip().splitlines()[-1])
+            msda, ours = runs["msda"], runs["ours"]
+            speedup = np.mean(msda["epoch_s"]) / np.mean(ours["epoch_s"])
+            work = {side: run["peak_mb"] - run["base_mb"] for side, run in runs.items()}
+            memory = work["ours"] / work["msda"]
+            print(
+                f"{kind:>17} vs MSDA {theirs}, {len(subset):,} windows x {epochs} epochs: "
+                f"{np.mean(msda['epoch_s']):.2f}s/epoch (batch 32, lr 1e-5) against "
+                f"{np.mean(ours['epoch_s']):.2f}s/epoch -> {speedup:.1f}x; loss after {epochs} epochs "
+                f"{msda['losses'][-1]:.5f} against {ours['losses'][-1]:.5f}; scoring {msda['score_s']:.1f}s "
+                f"against {ours['score_s']:.1f}s; peak memory {msda['peak_mb']:,.0f} MB against "
+                f"{ours['peak_mb']:,.0f} MB, of which training and scoring {work['msda']:,.0f} MB against "
+                f"{work['ours']:,.0f} MB ({1000 * work['msda'] / len(subset):.1f} against "
+                f"{1000 * work['ours'] / len(subset):.1f} MB per 1,000 windows)"
+            )
+            figures |= {
+                f"speedup_vs_msda_{SHORT[kind]}": speedup,
+                f"peak_mb_ratio_vs_msda_{SHORT[kind]}": memory,
+                f"loss_msda_{SHORT[kind]}": msda["losses"][-1],
+                f"loss_ours_{SHORT[kind]}_{epochs}ep": ours["losses"][-1],
+            }
+    return {
+        "speedup_vs_msda": min(figures["speedup_vs_msda_cnn"], figures["speedup_vs_msda_lstm"]),
+        "peak_mb_ratio_vs_msda": max(
+            figures["peak_mb_ratio_vs_msda_cnn"], figures["peak_mb_ratio_vs_msda_lstm"]
+        ),
+        **figures,
+    }
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--parts", nargs="+", default=["epochs", "batched", "shap"], choices=["epochs", "batched", "shap"]
-    )
+    p.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     p.add_argument("--anomalies", type=int, default=1000, help="flagged events the shap part explains")
     p.add_argument("--kernel-windows", type=int, default=10, help="windows KernelExplainer explains")
     p.add_argument("--customers-per-tenant", type=int, default=46, help="22 tenants; 46 gives 1,000+")
@@ -220,10 +331,17 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batched-customers", type=int, default=1000)
     p.add_argument("--batched-epochs", type=int, default=5)
+    p.add_argument("--msda-env", default=str(ROOT / ".venv-msda"), help="MSDA's own environment")
+    p.add_argument("--msda-epochs", type=int, default=2)
+    p.add_argument("--msda-lstm-windows", type=int, default=40_000)
     p.add_argument("--device", default="auto")
     p.add_argument("--cache", default=tempfile.gettempdir())
+    p.add_argument("--child-ours", nargs=3, metavar=("KIND", "WINDOWS", "EPOCHS"), help=argparse.SUPPRESS)
     args = p.parse_args()
     device = resolve_device(args.device)
+    if args.child_ours:
+        kind, path, epochs = args.child_ours
+        return ours_child(kind, path, int(epochs), device)
     torch.manual_seed(0)
     started = time.perf_counter()
     customers = load(crm_warehouse(Path(args.cache), args.customers_per_tenant))
@@ -238,9 +356,12 @@ def main() -> None:
         f"device: {name}"
     )
     figures: dict[str, float] = {}
+    sizes = np.cumsum([len(c) for c in customers])
+    demo_sized = customers[: int(np.searchsorted(sizes, args.epoch_events)) + 1]
+    if "msda" in args.parts:
+        env = Path(args.msda_env)
+        figures |= msda_part(demo_sized, env, args.msda_epochs, args.msda_lstm_windows, device)
     if "epochs" in args.parts:
-        sizes = np.cumsum([len(c) for c in customers])
-        demo_sized = customers[: int(np.searchsorted(sizes, args.epoch_events)) + 1]
         figures |= epochs_part(demo_sized, args.epochs, device)
     if "batched" in args.parts:
         figures |= batched_part(customers, args.batched_customers, args.batched_epochs, device)

@@ -31,7 +31,7 @@ def event_errors(
     windows: Sequence[np.ndarray],
     n_events: Sequence[int],
     device: torch.device,
-    windows_per_pass: int = 262_144,
+    windows_per_pass: int = 32_768,
     mixed_precision: bool = False,
 ) -> list[np.ndarray]:
     """Per group, the error vector of each event (n_events, F); NaN for events no residual

@@ -19,7 +19,7 @@ from dagster import (
 
 from crm_pipeline.assets.customers import customer_activity
 from crm_pipeline.assets.deep import deep_anomaly_scores, deep_models
-from crm_pipeline.assets.explanations import anomaly_explanations
+from crm_pipeline.assets.explanations import anomaly_explanations, tree_explanations
 from crm_pipeline.assets.extraction import EXTRACTION_GROUP
 from crm_pipeline.assets.features import crm_events, customer_series, lag_features, regular_patterns
 from crm_pipeline.assets.scoring import anomaly_scores
@@ -49,13 +49,15 @@ CUSTOMER_ASSETS = [
     crm_events,
     regular_patterns,
     anomaly_scores,
+    tree_explanations,
 ]
 
 customer_backfill_job = define_asset_job(
     "customer_backfill",
     selection=AssetSelection.assets(*CUSTOMER_ASSETS),
     partitions_def=customer_partitions,
-    description="Per-customer work (activity, series, lag features, patterns, anomaly scores) for one "
+    description="Per-customer work (activity, series, lag features, patterns, anomaly scores and their "
+    "SHAP explanations) for one "
     "customer or thousands: a backfill is one run that computes all its customers in bulk.",
     tags={"crm_pipeline/warehouse": "write"},
 )

@@ -1,14 +1,19 @@
-"""The SHAP anomaly reports: which columns made each flagged CRM event anomalous."""
+"""The SHAP anomaly reports: which columns made each flagged CRM event (deep detectors) or
+day (classical tree detectors) anomalous."""
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import duckdb
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue
 from pydantic import Field
 
 from crm_pipeline.assets.customers import customer_asset, log_progress
 from crm_pipeline.assets.deep import DEEP_GROUP, deep_anomaly_scores, device_of
 from crm_pipeline.assets.metadata import preview_markdown
+from crm_pipeline.assets.scoring import DEFAULT_DETECTORS, DETECTION_GROUP, DetectorChoice, anomaly_scores
 from crm_pipeline.detectors.deep.models import MODELS
+from crm_pipeline.detectors.scoring import DetectorSpec
 from crm_pipeline.explain.report import (
     TOP_EVENTS_SQL,
     column_importance,
@@ -16,10 +21,12 @@ from crm_pipeline.explain.report import (
     importance_png,
     write_report,
 )
-from crm_pipeline.explain.run import explain_customers
+from crm_pipeline.explain.run import ExplanationRun, explain_customers, explain_tree_customers
+from crm_pipeline.explain.trees import EXPLAINED_OUTPUT, check_explainable
 from crm_pipeline.partitions import partition_label
 from crm_pipeline.patterns.plots import png_markdown
 from crm_pipeline.resources import ComputeDeviceResource, WarehouseResource
+from crm_pipeline.warehouse.store import Warehouse
 
 
 class ExplanationConfig(Config):
@@ -63,27 +70,86 @@ def anomaly_explanations(
             )
             for model in config.models
         ]  # fmt: skip
-        importance = column_importance(con)
-        metadata = {
-            "dagster/row_count": sum(r.rows for r in runs),
-            "events_explained": MetadataValue.json({r.detector: r.events for r in runs}),
-            "seconds": MetadataValue.json({r.detector: round(r.seconds, 2) for r in runs}),
-            "column_importance": MetadataValue.md(
-                importance.to_markdown(index=False) if not importance.empty else "_no flagged events_"
-            ),
-            "top_explained": preview_markdown(con, TOP_EVENTS_SQL, []),
-        }
-        if not importance.empty:
-            plot = importance_png(importance, f"what drives the anomalies of {partition_label(keys)}")
-            metadata["importance_plot"] = MetadataValue.md(png_markdown(plot, "mean |SHAP| per column"))
-            folder = Path(wh.path).resolve().parent / "reports" / "anomalies" / context.run.run_id[:8]
-            metadata["report"] = MetadataValue.path(str(write_report(con, folder, importance, plot)))
-            if len(keys) == 1:
-                metadata["customer_plot"] = MetadataValue.md(
-                    png_markdown(customer_png(con, keys[0]), keys[0])
-                )
-    for run in runs:
-        context.log.info(
-            "%s %s: %d events explained in %.1fs", run.detector, run.version, run.events, run.seconds
-        )
+        metadata = report_metadata(con, wh, keys, context.run.run_id, runs)
+    log_runs(context, runs)
     return MaterializeResult(metadata=metadata)
+
+
+class TreeExplanationConfig(Config):
+    """Launchpad settings of the classical detectors' explanation run."""
+
+    detectors: list[DetectorChoice] = Field(
+        default_factory=lambda: [DetectorChoice(name=n) for n in DEFAULT_DETECTORS if n in EXPLAINED_OUTPUT],
+        description="Tree detectors to explain, with the parameters that scored (one of: "
+        f"{', '.join(sorted(EXPLAINED_OUTPUT))}).",
+    )
+    per_customer: int = Field(10, description="At most this many days per customer and measure.")
+
+
+@customer_asset("shap_values", DETECTION_GROUP, [anomaly_scores])
+def tree_explanations(
+    context: AssetExecutionContext, config: TreeExplanationConfig, warehouse: WarehouseResource
+) -> MaterializeResult:
+    """SHAP values per lag feature of each customer's most anomalous flagged days of the tree
+    detectors (TreeExplainer, exact: a forecaster's forecast, an isolation forest's path
+    length), with the same reports as the deep detectors' explanations."""
+    keys = list(context.partition_keys)
+    specs = [DetectorSpec(d.name, d.params) for d in config.detectors]
+    try:
+        for spec in specs:
+            check_explainable(spec.name)
+            spec.build()
+        if config.per_customer < 1:
+            raise ValueError(f"per_customer must be at least 1, got {config.per_customer}")
+    except ValueError as exc:
+        raise Failure(f"tree_explanations: bad run configuration: {exc}") from exc
+    context.log.info("tree_explanations for %s: %s", partition_label(keys), ", ".join(s.name for s in specs))
+    wh = warehouse.open(context.log)
+    with wh.connect() as con:
+        try:
+            runs = [
+                explain_tree_customers(
+                    con, keys, spec, context.run.run_id, config.per_customer,
+                    progress=log_progress(context, f"tree_explanations {spec.name}"),
+                )
+                for spec in specs
+            ]  # fmt: skip
+        except ValueError as exc:
+            raise Failure(f"tree_explanations: {exc}") from exc
+        metadata = report_metadata(con, wh, keys, context.run.run_id, runs)
+    log_runs(context, runs)
+    return MaterializeResult(metadata=metadata)
+
+
+def report_metadata(
+    con: duckdb.DuckDBPyConnection,
+    wh: Warehouse,
+    keys: Sequence[str],
+    run_id: str,
+    runs: Sequence[ExplanationRun],
+) -> dict[str, object]:
+    """Counts, mean |SHAP| per column (table and plot), the top events, the HTML report beside
+    the warehouse and, for one customer, its most anomalous explained event per detector."""
+    importance = column_importance(con)
+    metadata: dict[str, object] = {
+        "dagster/row_count": sum(r.rows for r in runs),
+        "events_explained": MetadataValue.json({r.detector: r.events for r in runs}),
+        "seconds": MetadataValue.json({r.detector: round(r.seconds, 2) for r in runs}),
+        "column_importance": MetadataValue.md(
+            importance.to_markdown(index=False) if not importance.empty else "_no flagged events_"
+        ),
+        "top_explained": preview_markdown(con, TOP_EVENTS_SQL, []),
+    }
+    if not importance.empty:
+        plot = importance_png(importance, f"what drives the anomalies of {partition_label(keys)}")
+        metadata["importance_plot"] = MetadataValue.md(png_markdown(plot, "mean |SHAP| per column"))
+        folder = Path(wh.path).resolve().parent / "reports" / "anomalies" / run_id[:8]
+        metadata["report"] = MetadataValue.path(str(write_report(con, folder, importance, plot)))
+        if len(keys) == 1:
+            metadata["customer_plot"] = MetadataValue.md(png_markdown(customer_png(con, keys[0]), keys[0]))
+    return metadata
+
+
+def log_runs(context: AssetExecutionContext, runs: Sequence[ExplanationRun]) -> None:
+    for run in runs:
+        context.log.info("%s %s: %d explained in %.1fs", run.detector, run.version, run.events, run.seconds)

@@ -16,7 +16,7 @@ from sklearn.base import RegressorMixin, clone
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import AdaBoostRegressor, RandomForestRegressor
 from sklearn.linear_model import SGDRegressor
-from sklearn.model_selection import KFold, cross_val_predict
+from sklearn.model_selection import KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR, LinearSVR
@@ -72,6 +72,7 @@ class RegressorDetector(Detector):
         self.model_ = self._model().fit(data.X, data.y)
         self.train_ = data
         self.out_of_fold_ = None
+        self.fold_models_ = None
         self.floor_ = scale_floor(data.y, self.sigma_floor)
         return self
 
@@ -91,9 +92,27 @@ class RegressorDetector(Detector):
     def _out_of_fold(self) -> np.ndarray:
         """Forecasts of the training days, each from a model that did not see it (cached)."""
         if self.out_of_fold_ is None:
-            train = self.train_
-            self.out_of_fold_ = cross_val_predict(self._model(), train.X, train.y, cv=KFold(self.folds))
+            forecast = np.empty(len(self.train_))
+            for days, model in self.fold_models():
+                forecast[days] = model.predict(self.train_.X[days])
+            self.out_of_fold_ = forecast
         return self.out_of_fold_
+
+    def fold_models(self) -> list[tuple[np.ndarray, TransformedTargetRegressor]]:
+        """Per block of training days (their positions), the model fitted on the other blocks:
+        the one that forecast those days when the training series is scored (cached)."""
+        if self.fold_models_ is None:
+            X, y = self.train_.X, self.train_.y
+            self.fold_models_ = [
+                (test, self._model().fit(X[train], y[train])) for train, test in KFold(self.folds).split(X)
+            ]
+        return self.fold_models_
+
+    def forecaster_of(self, data: SeriesFrame) -> list[tuple[np.ndarray, TransformedTargetRegressor]]:
+        """Which fitted model forecast which positions of ``data`` in ``detect``."""
+        if np.array_equal(data.days, self.train_.days):
+            return self.fold_models()
+        return [(np.arange(len(data)), self.model_)]
 
 
 class SvrDetector(RegressorDetector):

@@ -14,17 +14,17 @@ from crm_pipeline.patterns.plots import figure_png, plt
 
 IMPORTANCE_SQL = (SQL_DIR / "column_importance.sql").read_text()
 EVENT_SQL = (
-    "SELECT detector, record_id, day, step, column_name, shap_value, explained_error "
-    "FROM shap_values WHERE partition_key = ? ORDER BY detector, explained_error DESC, record_id, step"
+    "SELECT detector, record_id, day, step, column_name, shap_value, explained_output "
+    "FROM shap_values WHERE partition_key = ? ORDER BY detector, explained_output DESC, record_id, step"
 )
 TOP_EVENTS_SQL = """
-SELECT partition_key, record_id, day, detector, round(any_value(explained_error), 4) AS error,
+SELECT partition_key, record_id, day, detector, round(any_value(explained_output), 4) AS output,
        string_agg(column_name || ' (step ' || step || '): ' || round(shap_value, 3), '; '
                   ORDER BY abs(shap_value) DESC) FILTER (WHERE rank <= 3) AS top_contributions
 FROM (SELECT *, row_number() OVER (PARTITION BY partition_key, record_id, detector
                                    ORDER BY abs(shap_value) DESC) AS rank
       FROM shap_values JOIN run_customers USING (partition_key))
-GROUP BY ALL ORDER BY error DESC
+GROUP BY ALL ORDER BY detector, output DESC
 """
 
 
@@ -43,7 +43,7 @@ def importance_png(importance: pd.DataFrame, title: str) -> bytes:
         rows = importance[importance["detector"] == detector].sort_values("mean_abs_shap")
         ax.barh(rows["column_name"], rows["mean_abs_shap"], color="tab:purple")
         ax.set_title(f"{detector} ({int(rows['events'].max())} events)", fontsize=9)
-        ax.set_xlabel("mean |SHAP| of the anomaly error")
+        ax.set_xlabel("mean |SHAP| of the explained output")
         ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -1,5 +1,7 @@
 """Explain the flagged events of a set of customers with the model version that flagged them,
-and store the SHAP values in DuckDB (plain functions, no Dagster)."""
+and store the SHAP values in DuckDB (plain functions, no Dagster): the deep detectors' CRM
+events (``explain_customers``) and the classical tree detectors' days (``explain_tree_customers``).
+"""
 
 from __future__ import annotations
 
@@ -17,12 +19,35 @@ import torch
 from crm_pipeline.detectors.deep.artifacts import check_columns, load_model
 from crm_pipeline.detectors.deep.data import DEEP_COLUMNS, load_events
 from crm_pipeline.detectors.deep.models import DeepAnt
+from crm_pipeline.detectors.scoring import DetectorSpec, load_frames
 from crm_pipeline.explain.deep import Explanation, explain_events
+from crm_pipeline.explain.trees import EXPLAINED_OUTPUT, check_explainable, explain_days
 from crm_pipeline.warehouse.customer_tables import register_run_customers, staged_transaction
 
 SQL_DIR = Path(__file__).parent / "sql"
 TABLE_SQL = (SQL_DIR / "shap_values.sql").read_text()
 FLAGGED_SQL = (SQL_DIR / "flagged_events.sql").read_text()
+FLAGGED_DAYS_SQL = (SQL_DIR / "flagged_days.sql").read_text()
+#: Columns of warehouses made before the tree explanations, when only errors were explained.
+RENAMED = {"explained_error": "explained_output", "expected_error": "expected_output"}
+ROW_COLUMNS = (
+    "partition_key", "record_id", "day", "column_name", "step", "shap_value", "explained_output",
+    "expected_output",
+)  # fmt: skip
+
+
+def ensure_table(con: duckdb.DuckDBPyConnection) -> None:
+    """Create ``shap_values``, or bring an older one's columns up to date."""
+    con.execute(TABLE_SQL)
+    have = {
+        name
+        for (name,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'shap_values'"
+        ).fetchall()
+    }
+    for old, new in RENAMED.items():
+        if old in have:
+            con.execute(f"ALTER TABLE shap_values RENAME COLUMN {old} TO {new}")
 
 
 @dataclass(frozen=True)
@@ -61,11 +86,11 @@ def explain_customers(
     """Explain each customer's top flagged events of ``detector`` (the version that scored
     them) and replace the customers' SHAP rows of that detector."""
     started = time.perf_counter()
-    con.execute(TABLE_SQL)
+    ensure_table(con)
     register_run_customers(con, partition_keys)
     version = newest_scored_version(con, detector)
     if version is None:
-        _replace(con, detector, [], run_id)
+        _replace(con, detector, _rows([]), run_id)
         return ExplanationRun(detector, None, 0, 0, time.perf_counter() - started)
     flagged = con.execute(
         FLAGGED_SQL,
@@ -96,20 +121,93 @@ def explain_customers(
         if progress:
             progress(done, len(customers))
     explainer = "deep" if isinstance(trained.model, DeepAnt) else "gradient"
-    rows = _replace(con, detector, explanations, run_id, version, explainer)
+    rows = _replace(con, detector, _rows(explanations), run_id, version, explainer)
     events_explained = sum(len(e.record_ids) for e in explanations)
     return ExplanationRun(detector, version, events_explained, rows, time.perf_counter() - started)
 
 
-def _replace(
+def explain_tree_customers(
     con: duckdb.DuckDBPyConnection,
-    detector: str,
-    explanations: Sequence[Explanation],
+    partition_keys: Sequence[str],
+    spec: DetectorSpec,
     run_id: str,
-    version: str | None = None,
-    explainer: str = "",
-) -> int:
-    """Replace the run customers' SHAP rows of ``detector`` in one transaction."""
+    per_customer: int = 10,
+    history_days: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExplanationRun:
+    """Explain each customer's top flagged days of the tree detector ``spec`` (with the
+    parameters that scored them: its version must match) on the series it scored (the newest
+    ``history_days``; None: as many as were scored), refitted the same way, and replace the
+    customers' SHAP rows of that detector."""
+    started = time.perf_counter()
+    check_explainable(spec.name)
+    detector = spec.build()
+    label, version = detector.label, detector.version
+    ensure_table(con)
+    register_run_customers(con, partition_keys)
+    flagged = con.execute(
+        FLAGGED_DAYS_SQL, {"detector": label, "version": version, "per_customer": per_customer}
+    ).df()
+    if flagged.empty:
+        _check_version(con, label, version)
+    frames = []
+    if not flagged.empty:
+        register_run_customers(con, sorted(set(flagged["partition_key"])))
+        history = history_days or int(flagged["days_scored"].max())
+        frames = load_frames(con, sorted(set(flagged["measure"])), history, short_histories=True)
+        register_run_customers(con, partition_keys)
+    wanted = flagged.groupby(["partition_key", "measure"])
+    parts = []
+    for done, (key, measure, data) in enumerate(frames, start=1):
+        if (key, measure) not in wanted.groups:
+            continue
+        mine = wanted.get_group((key, measure))
+        days = mine["day"].to_numpy(dtype="datetime64[D]")
+        if len(data) != int(mine["days_scored"].iloc[0]) or not np.isin(days, data.days).all():
+            raise ValueError(
+                f"{label} on {key} {measure}: scored on {int(mine['days_scored'].iloc[0])} days, but the "
+                f"lag features give {len(data)} of the newest {history}: score it again, then explain"
+            )
+        positions = np.searchsorted(data.days, days)
+        e = explain_days(spec.build().fit(data), data, positions)
+        n, columns = e.values.shape
+        parts.append(
+            pd.DataFrame(
+                {
+                    "partition_key": key,
+                    "record_id": np.repeat([f"{measure} {d}" for d in e.days], columns),
+                    "day": np.repeat(e.days, columns),
+                    "column_name": np.tile(np.array(e.features), n),
+                    "step": 0,
+                    "shap_value": e.values.ravel(),
+                    "explained_output": np.repeat(e.outputs, columns),
+                    "expected_output": np.repeat(e.expected, columns),
+                }
+            )
+        )
+        if progress:
+            progress(done, len(frames))
+    frame = pd.concat(parts) if parts else _rows([])
+    rows = _replace(con, label, frame, run_id, version, f"tree:{EXPLAINED_OUTPUT[spec.name]}")
+    return ExplanationRun(label, version, len(flagged), rows, time.perf_counter() - started)
+
+
+def _check_version(con: duckdb.DuckDBPyConnection, label: str, version: str) -> None:
+    """Nothing flagged by this version: refuse if the customers were scored by another one."""
+    other = con.execute(
+        "SELECT any_value(model_version) FROM anomaly_scores JOIN run_customers USING (partition_key) "
+        "WHERE detector = ? AND model_version <> ?",
+        [label, version],
+    ).fetchall()[0][0]
+    if other is not None:
+        raise ValueError(
+            f"{label}: these customers were scored by version {other}, these parameters make "
+            f"version {version}: explain with the parameters that scored them"
+        )
+
+
+def _rows(explanations: Sequence[Explanation]) -> pd.DataFrame:
+    """``shap_values`` rows of deep explanations: one per event, look-back step and column."""
     frames = []
     for e in explanations:
         n, steps, columns = e.values.shape
@@ -122,15 +220,23 @@ def _replace(
                     "column_name": np.tile(np.array(DEEP_COLUMNS), n * steps),
                     "step": np.tile(np.repeat(np.arange(steps), columns), n),
                     "shap_value": e.values.ravel(),
-                    "explained_error": np.repeat(e.outputs, steps * columns),
-                    "expected_error": e.expected,
+                    "explained_output": np.repeat(e.outputs, steps * columns),
+                    "expected_output": e.expected,
                 }
             )
         )
-    frame = pd.concat(frames) if frames else pd.DataFrame(
-        columns=["partition_key", "record_id", "day", "column_name", "step", "shap_value",
-                 "explained_error", "expected_error"]
-    )  # fmt: skip
+    return pd.concat(frames) if frames else pd.DataFrame(columns=list(ROW_COLUMNS))
+
+
+def _replace(
+    con: duckdb.DuckDBPyConnection,
+    detector: str,
+    frame: pd.DataFrame,
+    run_id: str,
+    version: str | None = None,
+    explainer: str = "",
+) -> int:
+    """Replace the run customers' SHAP rows of ``detector`` with ``frame`` in one transaction."""
     with staged_transaction(con, new_shap=frame):
         con.execute(
             "DELETE FROM shap_values WHERE detector = ? "
@@ -139,7 +245,7 @@ def _replace(
         )
         written = con.execute(
             "INSERT INTO shap_values SELECT partition_key, record_id, day::DATE, ?, ?, column_name, step, "
-            "shap_value, explained_error, expected_error, ?, ?, ? FROM new_shap",
+            "shap_value, explained_output, expected_output, ?, ?, ? FROM new_shap",
             [detector, version or "", explainer, run_id, datetime.now()],
         ).fetchall()[0][0]
     return int(written)

@@ -4,6 +4,7 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from crm_pipeline.assets.evaluation import detector_evaluation
+from crm_pipeline.assets.explanations import tree_explanations
 from crm_pipeline.assets.scoring import anomaly_scores
 from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
 from crm_pipeline.resources import SourceResource, WarehouseResource
@@ -93,3 +94,35 @@ def test_detector_evaluation_asset_shows_both_tables(planted_copy, instance, tmp
         "| kmeans" in md["table_3_unsupervised"].value and "| sgd/additive" in md["table_2_forecasting"].value
     )
     assert 0 <= md["best_recall"].value <= 1
+
+
+def test_tree_explanations_follow_the_scores_in_one_run(planted_copy, instance):
+    """Scoring and explaining one customer in one run: SHAP rows of the tree detectors, the
+    report and the customer's plot in the metadata; an unexplainable detector is refused."""
+    detectors = [{"name": "decision_tree"}, {"name": "isolation_forest"}]
+    tags = {
+        "dagster/asset_partition_range_start": "db1.SPIKY",
+        "dagster/asset_partition_range_end": "db1.SPIKY",
+    }
+    resources = {"warehouse": WarehouseResource(path=str(planted_copy.warehouse.path))}
+
+    def run(explain_with):
+        config = {
+            "anomaly_scores": {"config": {"detectors": detectors, "measures": ["amount_out"], "workers": 1}},
+            "tree_explanations": {"config": {"detectors": explain_with, "per_customer": 3}},
+        }
+        return materialize([anomaly_scores, tree_explanations], instance=instance, resources=resources,
+                           run_config={"ops": config}, tags=tags, raise_on_error=False)  # fmt: skip
+
+    result = run(detectors)
+    assert result.success
+    md = result.asset_materializations_for_node("tree_explanations")[0].metadata
+    assert set(md["events_explained"].value) == {"decision_tree/additive", "isolation_forest"}
+    assert md["dagster/row_count"].value == count(planted_copy.warehouse, "SELECT count(*) FROM shap_values")
+    assert "customer_plot" in md and "importance_plot" in md
+    assert md["report"].value.endswith("report.html")
+    refused = run([{"name": "adaboost"}])
+    [failure] = [e for e in refused.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "bad run configuration: no tree explanation for detector 'adaboost'" in str(
+        failure.event_specific_data
+    )

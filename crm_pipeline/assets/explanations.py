@@ -1,7 +1,7 @@
 """The SHAP anomaly reports: which columns made each flagged CRM event (deep detectors) or
 day (classical tree detectors) anomalous."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import duckdb
@@ -84,6 +84,7 @@ class TreeExplanationConfig(Config):
         f"{', '.join(sorted(EXPLAINED_OUTPUT))}).",
     )
     per_customer: int = Field(10, description="At most this many days per customer and measure.")
+    workers: int = Field(-1, description="Processes that share the series (-1: one per core).")
 
 
 @customer_asset("shap_values", DETECTION_GROUP, [anomaly_scores])
@@ -109,8 +110,8 @@ def tree_explanations(
         try:
             runs = [
                 explain_tree_customers(
-                    con, keys, spec, context.run.run_id, config.per_customer,
-                    progress=log_progress(context, f"tree_explanations {spec.name}"),
+                    con, keys, spec, context.run.run_id, config.per_customer, n_jobs=config.workers,
+                    progress=series_progress(context, spec.name),
                 )
                 for spec in specs
             ]  # fmt: skip
@@ -148,6 +149,12 @@ def report_metadata(
         if len(keys) == 1:
             metadata["customer_plot"] = MetadataValue.md(png_markdown(customer_png(con, keys[0]), keys[0]))
     return metadata
+
+
+def series_progress(context: AssetExecutionContext, detector: str) -> Callable[[int, int], None]:
+    return lambda done, total: context.log.info(
+        "tree_explanations %s: %d/%d series explained", detector, done, total
+    )
 
 
 def log_runs(context: AssetExecutionContext, runs: Sequence[ExplanationRun]) -> None:

@@ -109,7 +109,7 @@ def test_tree_explanations_follow_the_scores_in_one_run(planted_copy, instance):
     def run(explain_with):
         config = {
             "anomaly_scores": {"config": {"detectors": detectors, "measures": ["amount_out"], "workers": 1}},
-            "tree_explanations": {"config": {"detectors": explain_with, "per_customer": 3}},
+            "tree_explanations": {"config": {"detectors": explain_with, "per_customer": 3, "workers": 1}},
         }
         return materialize([anomaly_scores, tree_explanations], instance=instance, resources=resources,
                            run_config={"ops": config}, tags=tags, raise_on_error=False)  # fmt: skip

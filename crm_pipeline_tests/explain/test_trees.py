@@ -52,8 +52,8 @@ def test_explanations_are_stored_with_the_scoring_version_and_replaced(planted_c
     specs = [DetectorSpec("decision_tree"), DetectorSpec("isolation_forest")]
     with planted_copy.warehouse.connect() as con:
         score_customers(con, KEYS, specs, "score-1", measures=["amount_out"], history_days=730, n_jobs=1)
-        runs = [explain_tree_customers(con, KEYS, s, "explain-1", per_customer=3) for s in specs]
-        again = explain_tree_customers(con, KEYS, specs[1], "explain-2", per_customer=3)
+        runs = [explain_tree_customers(con, KEYS, s, "explain-1", per_customer=3, n_jobs=2) for s in specs]
+        again = explain_tree_customers(con, KEYS, specs[1], "explain-2", per_customer=3, n_jobs=1)
         stored = con.execute(
             "SELECT detector, count(DISTINCT record_id), count(DISTINCT run_id), min(step), max(step), "
             "any_value(explainer) FROM shap_values GROUP BY 1 ORDER BY 1"

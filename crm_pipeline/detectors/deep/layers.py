@@ -82,34 +82,49 @@ class GroupedLSTM(nn.Module):
         self.w_hh = _uniform(groups, (hidden, 4 * hidden), hidden, generators)
         self.bias = _uniform(groups, (4 * hidden,), hidden, generators)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n, b, t, _ = x.shape
-        if n == 1:
-            h0 = x.new_zeros(1, b, self.hidden)
-            # cuDNN wants contiguous (4H, in) weights; it copies them into one chunk per call
-            # (tiny here), which is what its "not a single contiguous chunk" warning is about.
-            weights = [
-                self.w_ih[0].T.contiguous(),
-                self.w_hh[0].T.contiguous(),
-                self.bias[0],
-                torch.zeros_like(self.bias[0]),
-            ]
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="RNN module weights are not part")
-                # "train" also tells cuDNN to keep what backward needs: on whenever gradients
-                # flow (SHAP's gradient explainer differentiates a model in eval mode)
-                train = self.training or torch.is_grad_enabled()
-                out, h, _ = torch.lstm(x[0], (h0, h0), weights, True, 1, 0.0, train, False, True)
-            return out.unsqueeze(0), h
-        gates_in = torch.baddbmm(self.bias[:n].unsqueeze(1), x.reshape(n, b * t, -1), self.w_ih[:n])
-        gates_in = gates_in.reshape(n, b, t, -1)
+    def forward(self, x: torch.Tensor, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` is (G, B, T, in), or (G, B, in) fed at each of ``steps`` steps (a repeated
+        input, as the autoencoder's decoder reads its code: projected once, not ``steps`` times)."""
+        if steps is not None:
+            if x.shape[0] == 1:
+                return self.forward(x.unsqueeze(2).expand(-1, -1, steps, -1).contiguous())
+            n, b, _ = x.shape
+            per_step = [torch.baddbmm(self.bias[:n].unsqueeze(1), x, self.w_ih[:n])] * steps
+        else:
+            n, b, t, _ = x.shape
+            if n == 1:
+                return self._fused(x)
+            gates_in = torch.baddbmm(self.bias[:n].unsqueeze(1), x.reshape(n, b * t, -1), self.w_ih[:n])
+            # unbind, not indexing per step: the backward of t selects would write t full-size
+            # zero tensors (a third of a batched step's time on the CPU)
+            per_step = gates_in.reshape(n, b, t, -1).unbind(dim=2)
         h = x.new_zeros(n, b, self.hidden)
         c = x.new_zeros(n, b, self.hidden)
         outputs = []
-        for step in range(t):
-            gates = gates_in[:, :, step] + torch.bmm(h, self.w_hh[:n])
+        for gates_x in per_step:
+            gates = gates_x + torch.bmm(h, self.w_hh[:n])
             i, f, g, o = gates.chunk(4, dim=-1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
             outputs.append(h)
         return torch.stack(outputs, dim=2), h
+
+    def _fused(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One group through PyTorch's fused LSTM kernel (oneDNN on the CPU, cuDNN on a GPU)."""
+        b = x.shape[1]
+        h0 = x.new_zeros(1, b, self.hidden)
+        # cuDNN wants contiguous (4H, in) weights; it copies them into one chunk per call
+        # (tiny here), which is what its "not a single contiguous chunk" warning is about.
+        weights = [
+            self.w_ih[0].T.contiguous(),
+            self.w_hh[0].T.contiguous(),
+            self.bias[0],
+            torch.zeros_like(self.bias[0]),
+        ]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="RNN module weights are not part")
+            # "train" also tells cuDNN to keep what backward needs: on whenever gradients
+            # flow (SHAP's gradient explainer differentiates a model in eval mode)
+            train = self.training or torch.is_grad_enabled()
+            out, h, _ = torch.lstm(x[0], (h0, h0), weights, True, 1, 0.0, train, False, True)
+        return out.unsqueeze(0), h

@@ -121,8 +121,7 @@ class LstmAutoencoder(DeepModel):
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """(G, B, T, F) -> its reconstruction (G, B, T, F)."""
         _, code = self.encoder(windows)
-        repeated = code.unsqueeze(2).expand(-1, -1, windows.shape[2], -1)
-        decoded, _ = self.decoder(repeated.contiguous())
+        decoded, _ = self.decoder(code, steps=windows.shape[2])
         return self.output(decoded)
 
     def residuals(self, windows: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,12 @@ def _uniform(
     return nn.Parameter(torch.stack(values))
 
 
+def first_groups(param: torch.Tensor, n: int) -> torch.Tensor:
+    """The first ``n`` groups of a parameter, not sliced when that is all of them: the backward
+    of a slice writes a zero-filled gradient of the full parameter (costly on the CPU)."""
+    return param if n == param.shape[0] else param[:n]
+
+
 class GroupedLinear(nn.Module):
     """``y = x W + b`` per group: x is (G, ..., in), y is (G, ..., out)."""
 
@@ -37,7 +43,7 @@ class GroupedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
         flat = x.reshape(n, -1, x.shape[-1])
-        out = torch.baddbmm(self.bias[:n].unsqueeze(1), flat, self.weight[:n])
+        out = torch.baddbmm(first_groups(self.bias, n).unsqueeze(1), flat, first_groups(self.weight, n))
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
@@ -89,20 +95,23 @@ class GroupedLSTM(nn.Module):
             if x.shape[0] == 1:
                 return self.forward(x.unsqueeze(2).expand(-1, -1, steps, -1).contiguous())
             n, b, _ = x.shape
-            per_step = [torch.baddbmm(self.bias[:n].unsqueeze(1), x, self.w_ih[:n])] * steps
+            bias, w_ih = first_groups(self.bias, n).unsqueeze(1), first_groups(self.w_ih, n)
+            per_step = [torch.baddbmm(bias, x, w_ih)] * steps
         else:
             n, b, t, _ = x.shape
             if n == 1:
                 return self._fused(x)
-            gates_in = torch.baddbmm(self.bias[:n].unsqueeze(1), x.reshape(n, b * t, -1), self.w_ih[:n])
+            bias, w_ih = first_groups(self.bias, n).unsqueeze(1), first_groups(self.w_ih, n)
+            gates_in = torch.baddbmm(bias, x.reshape(n, b * t, -1), w_ih)
             # unbind, not indexing per step: the backward of t selects would write t full-size
             # zero tensors (a third of a batched step's time on the CPU)
             per_step = gates_in.reshape(n, b, t, -1).unbind(dim=2)
         h = x.new_zeros(n, b, self.hidden)
         c = x.new_zeros(n, b, self.hidden)
+        w_hh = first_groups(self.w_hh, n)  # once, not at every step
         outputs = []
         for gates_x in per_step:
-            gates = gates_x + torch.bmm(h, self.w_hh[:n])
+            gates = gates_x + torch.bmm(h, w_hh)
             i, f, g, o = gates.chunk(4, dim=-1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)

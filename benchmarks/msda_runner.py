@@ -18,10 +18,10 @@ import json
 import re
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from measure import peak_rss_mb  # the benchmarks' helper: plain standard library
 from msda.anamoly import Anamoly
 
 LOOKBACK = 10
@@ -37,11 +37,6 @@ class EpochLines(io.TextIOBase):
     def write(self, text: str) -> int:
         self.losses += [float(v) for v in re.findall(r"Training Loss: (\S+) - Epoch", text)]
         return len(text)
-
-
-def peak_rss_mb() -> float:
-    status = Path("/proc/self/status").read_text()
-    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
 
 
 def main() -> None:

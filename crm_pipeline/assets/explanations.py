@@ -13,7 +13,7 @@ from crm_pipeline.assets.deep import DEEP_GROUP, deep_anomaly_scores, device_of
 from crm_pipeline.assets.metadata import preview_markdown
 from crm_pipeline.assets.scoring import DEFAULT_DETECTORS, DETECTION_GROUP, DetectorChoice, anomaly_scores
 from crm_pipeline.detectors.deep.models import MODELS
-from crm_pipeline.detectors.scoring import DetectorSpec
+from crm_pipeline.detectors.scoring import DetectorSpec, build_detectors
 from crm_pipeline.explain.report import (
     TOP_EVENTS_SQL,
     column_importance,
@@ -99,7 +99,7 @@ def tree_explanations(
     try:
         for spec in specs:
             check_explainable(spec.name)
-            spec.build()
+        build_detectors(specs)
         if config.per_customer < 1:
             raise ValueError(f"per_customer must be at least 1, got {config.per_customer}")
     except ValueError as exc:

@@ -17,7 +17,7 @@ import numpy as np
 from crm_pipeline.detectors.base import Detection, Detector, DetectorError, SeriesFrame
 from crm_pipeline.detectors.deep.data import CustomerEvents, sliding_windows
 from crm_pipeline.detectors.deep.device import resolve_device
-from crm_pipeline.detectors.deep.fit import MIN_WINDOWS, DeepSettings, customer_errors, train_deep
+from crm_pipeline.detectors.deep.fit import DeepSettings, customer_errors, too_short, train_deep
 
 #: The partition key the one series is trained under (a detector sees one series at a time).
 SERIES = "series"
@@ -81,8 +81,8 @@ class DeepDetector(Detector):
         history = self.history_ if data.days[0] > self.last_day_ else values[:0]
         both = np.vstack([history, values])
         span = self.trained_.model.span
-        if len(both) < span + MIN_WINDOWS - 1:
-            raise DetectorError(f"{self.name}: {len(both)} days, at least {span + MIN_WINDOWS - 1} needed")
+        if reason := too_short(len(both), span):
+            raise DetectorError(f"{self.name}: {reason}")
         scaled = self.trained_.scalers[SERIES].transform(both)
         device = resolve_device(self.device)
         errors = customer_errors(self.trained_, SERIES, sliding_windows(scaled, span), len(scaled), device)

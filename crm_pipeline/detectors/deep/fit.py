@@ -84,13 +84,11 @@ class TrainedModel:
     seconds: float = 0.0
 
 
-def too_short(events: CustomerEvents, span: int) -> str | None:
-    """Why a customer cannot be trained or scored (too few events), or None."""
+def too_short(n_events: int, span: int) -> str | None:
+    """Why a customer with ``n_events`` cannot be trained or scored (too few), or None."""
     needed = span + MIN_WINDOWS - 1
-    if len(events) < needed:
-        return (
-            f"{len(events)} events; at least {needed} needed (look-back window of {span} + {MIN_WINDOWS - 1})"
-        )
+    if n_events < needed:
+        return f"{n_events} events; at least {needed} needed (look-back window of {span} + {MIN_WINDOWS - 1})"
     return None
 
 
@@ -115,7 +113,7 @@ def train_deep(
     started = time.perf_counter()
     hyper = {"n_features": len(columns), "lookback": settings.lookback}
     span = build_model(settings.model, [0], **hyper).span
-    skipped = {c.partition_key: r for c in customers if (r := too_short(c, span))}
+    skipped = {c.partition_key: r for c in customers if (r := too_short(len(c), span))}
     usable = [c for c in customers if c.partition_key not in skipped]
     if not usable:
         raise ValueError(f"no customer has enough events to train {settings.model}: {skipped}")
@@ -232,7 +230,7 @@ def score_events(
             unscored[c.partition_key] = (
                 trained.skipped.get(c.partition_key) or "not trained in this model version"
             )
-        elif reason := too_short(c, span):
+        elif reason := too_short(len(c), span):
             unscored[c.partition_key] = reason
         else:
             ready.append(c)

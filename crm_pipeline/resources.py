@@ -4,12 +4,12 @@ deep models, configurable in the UI."""
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from crm_pipeline.sources.credentials import connection_string as read_connection_string
 from crm_pipeline.sources.dialects import Dialect, make_dialect
 from crm_pipeline.sources.queries import resolve_queries
 from crm_pipeline.sources.runner import EachDbRunner
@@ -29,6 +29,10 @@ class SourceResource(ConfigurableResource):
         "CRM_SOURCE_CONNECTION",
         description="Environment variable holding the server's ODBC connection string",
     )
+    connection_string_file: str | None = Field(
+        None,
+        description="Secrets file holding the connection string instead (outside the repository)",
+    )
     include: list[str] = Field(default_factory=list, description="Only these databases")
     exclude: list[str] = Field(default_factory=list, description="Never these databases")
     name_pattern: str | None = Field(None, description="LIKE pattern databases must match")
@@ -45,15 +49,12 @@ class SourceResource(ConfigurableResource):
     )
 
     def dialect(self) -> Dialect:
-        """The dialect, with the connection string read from the environment."""
+        """The dialect, with the connection string read from the environment or secrets file."""
         connection_string = None
         if self.kind != "sqlite":
-            connection_string = os.environ.get(self.connection_string_env)
-            if not connection_string:
-                raise ValueError(
-                    f"{self.kind} source: environment variable {self.connection_string_env} "
-                    "is not set; it must hold the ODBC connection string"
-                )
+            connection_string = read_connection_string(
+                self.connection_string_env, self.connection_string_file, self.kind
+            )
         return make_dialect(
             self.kind,
             sqlite_dir=self.sqlite_dir,

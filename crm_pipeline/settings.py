@@ -1,7 +1,8 @@
 """Pipeline settings: one YAML file (``CRM_PIPELINE_CONFIG``) or the embedded demo defaults.
 
 Credentials never live here: a server source names the environment variable that holds
-its ODBC connection string (``connection_string_env``).
+its ODBC connection string (``connection_string_env``) or a secrets file outside the
+repository (``connection_string_file``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import yaml
 CONFIG_ENV = "CRM_PIPELINE_CONFIG"
 DEMO_DIR_ENV = "CRM_DEMO_DIR"
 SECTIONS = ("warehouse", "source", "partitions", "compute")
+# Settings that are paths: relative ones are taken relative to the settings file.
+PATH_KEYS = (("warehouse", "path"), ("source", "sqlite_dir"), ("source", "connection_string_file"))
 
 
 def demo_dir() -> Path:
@@ -51,7 +54,7 @@ def load_settings(path: str | Path | None = None) -> dict[str, Any]:
         raise ValueError(f"{file}: unknown section(s) {sorted(unknown)}; expected {SECTIONS}")
     for section in SECTIONS:
         settings[section] = {**settings[section], **(loaded.get(section) or {})}
-    for section, key in (("warehouse", "path"), ("source", "sqlite_dir")):
+    for section, key in PATH_KEYS:
         value = loaded.get(section, {}).get(key) if loaded.get(section) else None
         if value and not Path(value).is_absolute():
             settings[section][key] = str((file.parent / value).absolute())

@@ -98,7 +98,7 @@ class _NullSink:
         pass
 
 
-def test_dagster_month_from_postgres_never_logs_the_password(tmp_path, pg_tenants, monkeypatch):
+def test_dagster_month_from_postgres_never_logs_the_password(tmp_path, pg_tenants, monkeypatch, capfd):
     from dagster import DagsterInstance, materialize
 
     from crm_pipeline.assets.extraction import raw_assets
@@ -125,6 +125,8 @@ def test_dagster_month_from_postgres_never_logs_the_password(tmp_path, pg_tenant
         logs = " ".join(str(e.user_message) + str(e.dagster_event) for e in instance.all_logs(result.run_id))
     assert "tenant_02: " in logs
     assert PG_PASSWORD not in logs
+    printed = capfd.readouterr()
+    assert "tenant_02" in printed.err and PG_PASSWORD not in printed.out + printed.err
     wh = defs.resources["warehouse"].open()
     assert count(wh, "SELECT count(DISTINCT source_db) FROM raw.transactions") == 3
     with wh.connect(read_only=True) as con:

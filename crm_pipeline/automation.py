@@ -1,12 +1,15 @@
 """Jobs, the monthly schedules and the sensor that keeps customer partitions in step."""
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dagster import (
     AssetSelection,
     DefaultSensorStatus,
     RunRequest,
+    ScheduleDefinition,
     ScheduleEvaluationContext,
     SensorEvaluationContext,
     SensorResult,
@@ -23,6 +26,7 @@ from crm_pipeline.assets.explanations import anomaly_explanations, tree_explanat
 from crm_pipeline.assets.extraction import EXTRACTION_GROUP
 from crm_pipeline.assets.features import crm_events, customer_series, lag_features, regular_patterns
 from crm_pipeline.assets.scoring import anomaly_scores
+from crm_pipeline.deployment import JobExecutors
 from crm_pipeline.partitions import (
     CUSTOMER_PARTITIONS_NAME,
     customer_partitions,
@@ -31,15 +35,10 @@ from crm_pipeline.partitions import (
 from crm_pipeline.resources import WarehouseResource
 from crm_pipeline.warehouse.store import Warehouse, WarehouseLockedError
 
-SENSOR_LOCK_TIMEOUT_S = 5.0
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-monthly_extraction_job = define_asset_job(
-    "monthly_extraction",
-    selection=AssetSelection.groups(EXTRACTION_GROUP),
-    partitions_def=monthly_partitions,
-    description="Extract one month (or a range, in one run) from every tenant database.",
-    tags={"crm_pipeline/warehouse": "write"},
-)
+SENSOR_LOCK_TIMEOUT_S = 5.0
 
 #: Every customer-partitioned asset, in the order of the data flow.
 CUSTOMER_ASSETS = [
@@ -52,33 +51,62 @@ CUSTOMER_ASSETS = [
     tree_explanations,
 ]
 
-customer_backfill_job = define_asset_job(
-    "customer_backfill",
-    selection=AssetSelection.assets(*CUSTOMER_ASSETS),
-    partitions_def=customer_partitions,
-    description="Per-customer work (activity, series, lag features, patterns, anomaly scores and their "
-    "SHAP explanations) for one "
-    "customer or thousands: a backfill is one run that computes all its customers in bulk.",
-    tags={"crm_pipeline/warehouse": "write"},
-)
-
 #: The deep detectors in the order of the data flow: train, score, explain.
 DEEP_ASSETS = [deep_models, deep_anomaly_scores, anomaly_explanations]
 
-deep_training_job = define_asset_job(
-    "deep_training",
-    selection=AssetSelection.assets(*DEEP_ASSETS),
-    partitions_def=customer_partitions,
-    description="Train the deep models (GPU when there is one) for one customer or thousands in one "
-    "run, score their CRM events with the new versions and explain the flagged ones with SHAP.",
-    tags={"crm_pipeline/gpu": "1"},
-)
 
-monthly_schedule = build_schedule_from_partitioned_job(
-    monthly_extraction_job,
-    hour_of_day=2,
-    description="Extracts each month once it has closed (at 02:00 on the 1st).",
-)
+@dataclass(frozen=True)
+class Automation:
+    """The jobs and their schedules, built for one deployment's executors."""
+
+    jobs: list["UnresolvedAssetJobDefinition"]
+    schedules: list[ScheduleDefinition]
+
+
+def build_automation(executors: JobExecutors = JobExecutors()) -> Automation:  # noqa: B008 - frozen
+    """The three jobs (extraction, per-customer work, deep training) and the monthly schedules."""
+    monthly_extraction_job = define_asset_job(
+        "monthly_extraction",
+        selection=AssetSelection.groups(EXTRACTION_GROUP),
+        partitions_def=monthly_partitions,
+        description="Extract one month (or a range, in one run) from every tenant database.",
+        tags={"crm_pipeline/warehouse": "write"},
+        executor_def=executors.default,
+    )
+    customer_backfill_job = define_asset_job(
+        "customer_backfill",
+        selection=AssetSelection.assets(*CUSTOMER_ASSETS),
+        partitions_def=customer_partitions,
+        description="Per-customer work (activity, series, lag features, patterns, anomaly scores and "
+        "their SHAP explanations) for one customer or thousands: a backfill is one run that computes "
+        "all its customers in bulk.",
+        tags={"crm_pipeline/warehouse": "write"},
+        executor_def=executors.default,
+    )
+    deep_training_job = define_asset_job(
+        "deep_training",
+        selection=AssetSelection.assets(*DEEP_ASSETS),
+        partitions_def=customer_partitions,
+        description="Train the deep models (GPU when there is one) for one customer or thousands in one "
+        "run, score their CRM events with the new versions and explain the flagged ones with SHAP.",
+        tags={"crm_pipeline/gpu": "1"},
+        executor_def=executors.gpu,
+    )
+    monthly_schedule = build_schedule_from_partitioned_job(
+        monthly_extraction_job,
+        hour_of_day=2,
+        description="Extracts each month once it has closed (at 02:00 on the 1st).",
+    )
+    retrain = schedule(
+        job=deep_training_job,
+        cron_schedule="0 4 2 * *",
+        name="monthly_deep_retrain",
+        description="Retrains the deep models on every customer's events up to the end of the month "
+        "just closed (04:00 on the 2nd, after the monthly extraction), as one run.",
+    )(monthly_deep_retrain)
+    return Automation(
+        [monthly_extraction_job, customer_backfill_job, deep_training_job], [monthly_schedule, retrain]
+    )
 
 
 def month_before(day: date) -> date:
@@ -86,12 +114,6 @@ def month_before(day: date) -> date:
     return day.replace(day=1) - timedelta(days=1)
 
 
-@schedule(
-    job=deep_training_job,
-    cron_schedule="0 4 2 * *",
-    description="Retrains the deep models on every customer's events up to the end of the month "
-    "just closed (04:00 on the 2nd, after the monthly extraction), as one run.",
-)
 def monthly_deep_retrain(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
     """One run over every customer partition, trained on events up to the previous month's end."""
     keys = context.instance.get_dynamic_partitions(CUSTOMER_PARTITIONS_NAME)

@@ -15,7 +15,7 @@ import yaml
 
 CONFIG_ENV = "CRM_PIPELINE_CONFIG"
 DEMO_DIR_ENV = "CRM_DEMO_DIR"
-SECTIONS = ("warehouse", "source", "partitions", "compute")
+SECTIONS = ("warehouse", "source", "partitions", "compute", "execution")
 # Settings that are paths: relative ones are taken relative to the settings file.
 PATH_KEYS = (("warehouse", "path"), ("source", "sqlite_dir"), ("source", "connection_string_file"))
 
@@ -33,6 +33,7 @@ def default_settings() -> dict[str, Any]:
         "source": {"kind": "sqlite", "sqlite_dir": str(base / "tenants")},
         "partitions": {"start": "2008-01-01"},
         "compute": {"device": "auto"},
+        "execution": {"executor": "multiprocess"},
     }
 
 

@@ -25,6 +25,7 @@ from pydantic import Field
 from crm_pipeline.assets.customers import customer_asset
 from crm_pipeline.assets.features import RUN_ROWS, crm_events
 from crm_pipeline.assets.metadata import preview_markdown, rows_markdown, scalar
+from crm_pipeline.deployment import GPU_QUEUE
 from crm_pipeline.detectors.deep.device import DeviceUnavailableError
 from crm_pipeline.detectors.deep.fit import MODES, DeepSettings
 from crm_pipeline.detectors.deep.models import MODELS
@@ -36,9 +37,11 @@ from crm_pipeline.resources import ComputeDeviceResource, WarehouseResource
 
 DEEP_GROUP = "deep_detection"
 GPU_POOL = "gpu"
-#: What routes the training step to a GPU node under the k8s executor (docs/architecture.md).
+#: What routes the training step to a GPU: a GPU limit on its pod under the k8s executor, the
+#: ``gpu`` queue under Celery (docs/operations.md; node selectors live in the deployment's settings).
 GPU_OP_TAGS = {
     "dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}},
+    "dagster-celery/queue": GPU_QUEUE,
 }
 
 

@@ -17,7 +17,7 @@ from dagster import (
 
 from crm_pipeline.assets.deep import deep_anomaly_scores, deep_models
 from crm_pipeline.assets.explanations import anomaly_explanations
-from crm_pipeline.automation import DEEP_ASSETS, monthly_deep_retrain
+from crm_pipeline.automation import DEEP_ASSETS, build_automation
 from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
 from crm_pipeline.resources import ComputeDeviceResource, WarehouseResource
 from crm_pipeline_tests.detectors.crm_planted import EVENTS, KEYS
@@ -127,6 +127,7 @@ def test_cuda_asked_for_on_a_machine_without_it_fails_clearly(crm_planted_copy, 
 
 
 def test_monthly_retrain_is_one_run_over_every_customer_up_to_the_closed_month():
+    monthly_deep_retrain = build_automation().schedules[1]
     with instance_for_test() as persistent:  # schedule contexts need a persistent instance
         december = datetime(2026, 12, 2, 4)
         assert isinstance(monthly_deep_retrain(build_schedule_context(persistent, december)), SkipReason)

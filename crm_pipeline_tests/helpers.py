@@ -80,3 +80,9 @@ def seed_transactions(wh: Warehouse, rows: list[tuple]) -> None:
         "transactions",
         [dict(zip(TX_COLUMNS, r, strict=True)) | {"transaction_id": f"t{i}"} for i, r in enumerate(rows)],
     )
+
+
+def failure_message(result) -> str:  # noqa: ANN001 - a Dagster ExecuteInProcessResult
+    """The step failure of a run, with its cause chain, as one string."""
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return str(failure.event_specific_data)

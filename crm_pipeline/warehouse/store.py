@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import shutil
 import threading
 import time
 import uuid
@@ -43,6 +44,14 @@ def _writer_lock(path: Path) -> threading.RLock:
     and two writing connections in one process conflict on their transactions."""
     with _WRITER_LOCKS_GUARD:
         return _WRITER_LOCKS.setdefault(path.resolve(), threading.RLock())
+
+
+#: How an out-of-space error reads in DuckDB's messages (Linux, macOS, quotas).
+DISK_FULL_SIGNS = ("no space left on device", "disk full", "disk quota exceeded")
+
+
+class WarehouseFullError(RuntimeError):
+    """The warehouse's file system ran out of space during a write."""
 
 
 class WarehouseLockedError(RuntimeError):
@@ -110,14 +119,31 @@ class Warehouse:
                 f"{self.lock_timeout_s:.0f}s"
             )
         try:
-            con = self._open(read_only=False)
-            try:
-                self.ensure_schema(con)
-                yield con
-            finally:
-                con.close()
+            with self._disk_full_named():
+                con = self._open(read_only=False)
+                try:
+                    self.ensure_schema(con)
+                    yield con
+                finally:
+                    con.close()
         finally:
             lock.release()
+
+    @contextmanager
+    def _disk_full_named(self) -> Iterator[None]:
+        """Turn DuckDB's out-of-space errors (on a write, a commit or the checkpoint at close)
+        into :class:`WarehouseFullError`. Readers still see the previous rows: a partition's new rows
+        become visible only in the final swap, and the next write purges the orphaned ones."""
+        try:
+            yield
+        except duckdb.Error as exc:
+            if not any(sign in str(exc).lower() for sign in DISK_FULL_SIGNS):
+                raise
+            free_mb = shutil.disk_usage(self.path.parent).free / 2**20
+            raise WarehouseFullError(
+                f"warehouse {self.path}: the disk is full ({free_mb:.1f} MB free in {self.path.parent}). "
+                "The partitions keep their previous rows; free space or move warehouse.path, then re-run."
+            ) from exc
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_timeout_s

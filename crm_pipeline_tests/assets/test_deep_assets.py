@@ -21,7 +21,7 @@ from crm_pipeline.automation import DEEP_ASSETS, build_automation
 from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
 from crm_pipeline.resources import ComputeDeviceResource, WarehouseResource
 from crm_pipeline_tests.detectors.crm_planted import EVENTS, KEYS
-from crm_pipeline_tests.helpers import count
+from crm_pipeline_tests.helpers import count, failure_message
 
 TRAIN = {"epochs": 20, "seed": 2}
 
@@ -45,11 +45,6 @@ def run(planted, instance, assets, config, device="cpu"):
         tags={"dagster/asset_partition_range_start": KEYS[0], "dagster/asset_partition_range_end": KEYS[-1]},
         raise_on_error=False,
     )
-
-
-def failure_message(result) -> str:
-    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    return str(failure.event_specific_data)
 
 
 def test_train_score_and_explain_both_models_in_one_run_twice_without_duplicates(crm_planted_copy, instance):

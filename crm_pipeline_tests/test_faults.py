@@ -1,0 +1,176 @@
+"""Faults in the middle of work: the source server dies during an extraction, the warehouse's disk
+fills up. Each run fails naming the cause, no row is lost or duplicated, and a re-run completes."""
+
+import os
+import shutil
+import subprocess
+import threading
+from contextlib import closing
+from pathlib import Path
+
+import pyodbc
+import pytest
+from dagster import DagsterInstance, materialize
+
+from crm_pipeline.assets.extraction import raw_assets
+from crm_pipeline.definitions import build_definitions
+from crm_pipeline.demo.writers import write_postgres
+from crm_pipeline.sources.dialects import PostgresDialect
+from crm_pipeline.sources.queries import default_query
+from crm_pipeline_tests.conftest import wait_until
+from crm_pipeline_tests.helpers import failure_message
+from crm_pipeline_tests.pg_local import PgServer, ServerBinariesMissing, start_server
+
+TENANTS = ["tenant_01", "tenant_02", "tenant_03"]
+MONTH = "2019-01-01"
+RAW_TRANSACTIONS = next(a for a in raw_assets if a.key.path[-1] == "raw_transactions")
+# The default query, slowed to 50 ms a row so the server can be stopped while it runs.
+SLOW_TRANSACTIONS = f"SELECT q.* FROM ({default_query('transactions')}) AS q, LATERAL pg_sleep(0.05)"
+
+
+def month_rows(warehouse_path: Path) -> tuple[int, int]:
+    """Visible transactions of the month and their distinct keys (equal when nothing doubled)."""
+    import duckdb
+
+    with closing(duckdb.connect(str(warehouse_path), read_only=True)) as con:
+        return con.execute(
+            "SELECT count(*), count(DISTINCT (source_db, transaction_id)) FROM raw.transactions "
+            "WHERE event_date >= DATE '2019-01-01' AND event_date < DATE '2019-02-01'"
+        ).fetchone()
+
+
+# ---- the source server stops during an extraction --------------------------------------------
+
+
+@pytest.fixture
+def own_pg(small_tenants):
+    """A PostgreSQL server of this test alone (it gets stopped), holding the small tenants."""
+    try:
+        server = start_server()
+    except ServerBinariesMissing as exc:
+        pytest.skip(str(exc))
+    try:
+        for tenant in small_tenants:
+            write_postgres(tenant, server.connection_string())
+        yield server
+    finally:
+        server.stop()
+
+
+def sleeping_queries(server: PgServer) -> int:
+    dialect = PostgresDialect(server.connection_string(), login_timeout_s=2)
+    with closing(pyodbc.connect(dialect.connection_string, timeout=2)) as con:
+        return con.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE query LIKE '%pg_sleep(0.05)%' AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+
+
+@pytest.mark.postgres
+def test_server_stopped_mid_extraction_keeps_the_month_and_a_rerun_completes(tmp_path, own_pg, monkeypatch):
+    monkeypatch.setenv("CRM_FAULT_PG", own_pg.connection_string())
+    warehouse = tmp_path / "w.duckdb"
+
+    def run(queries: dict[str, str]):
+        source = {"kind": "postgresql", "connection_string_env": "CRM_FAULT_PG", "include": TENANTS}
+        defs = build_definitions(
+            {
+                "warehouse": {"path": str(warehouse)},
+                "source": {**source, "queries": queries, "login_timeout_s": 3},
+            }
+        )
+        with DagsterInstance.ephemeral() as instance:
+            return materialize(
+                [RAW_TRANSACTIONS],
+                partition_key=MONTH,
+                instance=instance,
+                resources=defs.resources,
+                raise_on_error=False,
+            )
+
+    assert run({}).success
+    before = month_rows(warehouse)
+    assert before[0] == before[1] > 0
+
+    def stop_when_reading() -> None:
+        wait_until(lambda: sleeping_queries(own_pg) > 0, timeout=60)
+        own_pg.stop(remove=False)
+
+    stopper = threading.Thread(target=stop_when_reading)
+    stopper.start()
+    failed = run({"transactions": SLOW_TRANSACTIONS})
+    stopper.join()
+    assert not failed.success
+    message = failure_message(failed)
+    assert "tenant_0" in message and "postgresql server" in message, message
+    assert month_rows(warehouse) == before  # the previous rows of the month are intact
+
+    own_pg.start()
+    assert run({}).success
+    assert month_rows(warehouse) == before  # exactly the right count: nothing lost, nothing doubled
+
+
+# ---- the warehouse's disk fills up -----------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 24 MB file system (tmpfs) for the warehouse; skipped where mounting is not allowed."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small file system needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path, leave_bytes: int) -> Path:
+    """Fill ``disk`` with a ballast file until only about ``leave_bytes`` stay free."""
+    ballast = disk / "ballast"
+    free = shutil.disk_usage(disk).free
+    with open(ballast, "wb") as out:
+        out.truncate(0)
+        chunk = b"\0" * (1 << 20)
+        remaining = max(0, free - leave_bytes)
+        while remaining > 0:
+            remaining -= out.write(chunk[: min(len(chunk), remaining)])
+    return ballast
+
+
+def test_full_disk_fails_the_extraction_clearly_and_loses_nothing(small_disk, sqlite_tenants):
+    warehouse = small_disk / "w.duckdb"
+    defs = build_definitions(
+        {
+            "warehouse": {"path": str(warehouse)},
+            "source": {"kind": "sqlite", "sqlite_dir": str(sqlite_tenants)},
+        }
+    )
+
+    def run(month: str):
+        with DagsterInstance.ephemeral() as instance:
+            return materialize(
+                [RAW_TRANSACTIONS],
+                partition_key=month,
+                instance=instance,
+                resources=defs.resources,
+                raise_on_error=False,
+            )
+
+    assert run(MONTH).success
+    before = month_rows(warehouse)
+    ballast = fill(small_disk, leave_bytes=64 * 1024)
+    failed = run("2019-02-01")
+    assert not failed.success
+    message = failure_message(failed)
+    assert "w.duckdb: the disk is full" in message and "keep their previous rows" in message, message
+    ballast.unlink()
+    assert month_rows(warehouse) == before
+    assert run("2019-02-01").success
+    assert month_rows(warehouse) == before

@@ -1,5 +1,6 @@
 """Faults in the middle of work: the source server dies during an extraction, the warehouse's disk
-fills up. Each run fails naming the cause, no row is lost or duplicated, and a re-run completes."""
+fills up, another process holds the warehouse during a backfill. Each run fails naming the cause
+(or waits), no row is lost or duplicated, and a re-run completes."""
 
 import os
 import shutil
@@ -8,6 +9,7 @@ import threading
 from contextlib import closing
 from pathlib import Path
 
+import duckdb
 import pyodbc
 import pytest
 from dagster import DagsterInstance, materialize
@@ -20,22 +22,22 @@ from crm_pipeline.sources.queries import default_query
 from crm_pipeline_tests.conftest import wait_until
 from crm_pipeline_tests.helpers import failure_message
 from crm_pipeline_tests.pg_local import PgServer, ServerBinariesMissing, start_server
+from crm_pipeline_tests.warehouse.test_lock import hold_lock
 
 TENANTS = ["tenant_01", "tenant_02", "tenant_03"]
 MONTH = "2019-01-01"
 RAW_TRANSACTIONS = next(a for a in raw_assets if a.key.path[-1] == "raw_transactions")
-# The default query, slowed to 50 ms a row so the server can be stopped while it runs.
-SLOW_TRANSACTIONS = f"SELECT q.* FROM ({default_query('transactions')}) AS q, LATERAL pg_sleep(0.05)"
+# The default query, slowed to 100 ms a row so the server can be stopped while it runs.
+SLOW_TRANSACTIONS = f"SELECT q.* FROM ({default_query('transactions')}) AS q, LATERAL pg_sleep(0.1)"
 
 
-def month_rows(warehouse_path: Path) -> tuple[int, int]:
-    """Visible transactions of the month and their distinct keys (equal when nothing doubled)."""
-    import duckdb
-
+def transaction_rows(warehouse_path: Path, january_only: bool = True) -> tuple[int, int]:
+    """Visible transactions (of January 2019) and their distinct keys: equal when nothing doubled."""
+    where = "event_date >= DATE '2019-01-01' AND event_date < DATE '2019-02-01'" if january_only else "TRUE"
     with closing(duckdb.connect(str(warehouse_path), read_only=True)) as con:
         return con.execute(
             "SELECT count(*), count(DISTINCT (source_db, transaction_id)) FROM raw.transactions "
-            "WHERE event_date >= DATE '2019-01-01' AND event_date < DATE '2019-02-01'"
+            f"WHERE {where}"
         ).fetchone()
 
 
@@ -61,8 +63,8 @@ def sleeping_queries(server: PgServer) -> int:
     dialect = PostgresDialect(server.connection_string(), login_timeout_s=2)
     with closing(pyodbc.connect(dialect.connection_string, timeout=2)) as con:
         return con.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE query LIKE '%pg_sleep(0.05)%' AND pid <> pg_backend_pid()"
+            # Whatever statement psqlODBC's cursor shows (DECLARE, FETCH), pg_sleep waits on this.
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
         ).fetchone()[0]
 
 
@@ -89,25 +91,29 @@ def test_server_stopped_mid_extraction_keeps_the_month_and_a_rerun_completes(tmp
             )
 
     assert run({}).success
-    before = month_rows(warehouse)
+    before = transaction_rows(warehouse)
     assert before[0] == before[1] > 0
+
+    stopped = threading.Event()
 
     def stop_when_reading() -> None:
         wait_until(lambda: sleeping_queries(own_pg) > 0, timeout=60)
         own_pg.stop(remove=False)
+        stopped.set()
 
     stopper = threading.Thread(target=stop_when_reading)
     stopper.start()
     failed = run({"transactions": SLOW_TRANSACTIONS})
     stopper.join()
+    assert stopped.is_set(), "the server was not stopped while the month's query ran"
     assert not failed.success
     message = failure_message(failed)
     assert "tenant_0" in message and "postgresql server" in message, message
-    assert month_rows(warehouse) == before  # the previous rows of the month are intact
+    assert transaction_rows(warehouse) == before  # the previous rows of the month are intact
 
     own_pg.start()
     assert run({}).success
-    assert month_rows(warehouse) == before  # exactly the right count: nothing lost, nothing doubled
+    assert transaction_rows(warehouse) == before  # exactly the right count: nothing lost, nothing doubled
 
 
 # ---- the warehouse's disk fills up -----------------------------------------------------------
@@ -164,13 +170,43 @@ def test_full_disk_fails_the_extraction_clearly_and_loses_nothing(small_disk, sq
             )
 
     assert run(MONTH).success
-    before = month_rows(warehouse)
+    before = transaction_rows(warehouse)
     ballast = fill(small_disk, leave_bytes=64 * 1024)
     failed = run("2019-02-01")
     assert not failed.success
     message = failure_message(failed)
     assert "w.duckdb: the disk is full" in message and "keep their previous rows" in message, message
     ballast.unlink()
-    assert month_rows(warehouse) == before
+    assert transaction_rows(warehouse) == before
     assert run("2019-02-01").success
-    assert month_rows(warehouse) == before
+    assert transaction_rows(warehouse) == before
+
+
+# ---- another process holds the warehouse during a backfill -----------------------------------
+
+
+def test_backfill_waits_for_another_writer_without_failed_steps(tmp_path, sqlite_tenants, small_tenants):
+    warehouse = tmp_path / "w.duckdb"
+    defs = build_definitions(
+        {
+            "warehouse": {"path": str(warehouse), "lock_timeout_s": 60},
+            "source": {"kind": "sqlite", "sqlite_dir": str(sqlite_tenants)},
+        }
+    )
+    holder = hold_lock(warehouse, 3)  # a writer outside Dagster (a notebook, a second daemon)
+    try:
+        with DagsterInstance.ephemeral() as instance:
+            result = materialize(
+                raw_assets,
+                instance=instance,
+                resources=defs.resources,
+                tags={
+                    "dagster/asset_partition_range_start": "2018-01-01",
+                    "dagster/asset_partition_range_end": "2019-06-01",
+                },
+            )
+    finally:
+        holder.wait()
+    assert result.success and not [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    expected = sum(len(t.tables["transactions"].rows) for t in small_tenants)
+    assert transaction_rows(warehouse, january_only=False) == (expected, expected)

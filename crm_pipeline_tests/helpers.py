@@ -86,3 +86,8 @@ def failure_message(result) -> str:  # noqa: ANN001 - a Dagster ExecuteInProcess
     """The step failure of a run, with its cause chain, as one string."""
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     return str(failure.event_specific_data)
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """Run tags of a single-run backfill over the partitions ``first`` to ``last``."""
+    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}

@@ -20,7 +20,7 @@ from crm_pipeline.demo.writers import write_postgres
 from crm_pipeline.sources.dialects import PostgresDialect
 from crm_pipeline.sources.queries import default_query
 from crm_pipeline_tests.conftest import wait_until
-from crm_pipeline_tests.helpers import failure_message
+from crm_pipeline_tests.helpers import failure_message, range_tags
 from crm_pipeline_tests.pg_local import PgServer, ServerBinariesMissing, start_server
 from crm_pipeline_tests.warehouse.test_lock import hold_lock
 
@@ -29,6 +29,19 @@ MONTH = "2019-01-01"
 RAW_TRANSACTIONS = next(a for a in raw_assets if a.key.path[-1] == "raw_transactions")
 # The default query, slowed to 100 ms a row so the server can be stopped while it runs.
 SLOW_TRANSACTIONS = f"SELECT q.* FROM ({default_query('transactions')}) AS q, LATERAL pg_sleep(0.1)"
+
+
+def extract_month(warehouse: Path, source: dict, month: str):
+    """Materialize one month of ``raw_transactions`` in-process; failures come back, not raised."""
+    defs = build_definitions({"warehouse": {"path": str(warehouse)}, "source": source})
+    with DagsterInstance.ephemeral() as instance:
+        return materialize(
+            [RAW_TRANSACTIONS],
+            partition_key=month,
+            instance=instance,
+            resources=defs.resources,
+            raise_on_error=False,
+        )
 
 
 def transaction_rows(warehouse_path: Path, january_only: bool = True) -> tuple[int, int]:
@@ -75,20 +88,7 @@ def test_server_stopped_mid_extraction_keeps_the_month_and_a_rerun_completes(tmp
 
     def run(queries: dict[str, str]):
         source = {"kind": "postgresql", "connection_string_env": "CRM_FAULT_PG", "include": TENANTS}
-        defs = build_definitions(
-            {
-                "warehouse": {"path": str(warehouse)},
-                "source": {**source, "queries": queries, "login_timeout_s": 3},
-            }
-        )
-        with DagsterInstance.ephemeral() as instance:
-            return materialize(
-                [RAW_TRANSACTIONS],
-                partition_key=MONTH,
-                instance=instance,
-                resources=defs.resources,
-                raise_on_error=False,
-            )
+        return extract_month(warehouse, {**source, "queries": queries, "login_timeout_s": 3}, MONTH)
 
     assert run({}).success
     before = transaction_rows(warehouse)
@@ -152,22 +152,9 @@ def fill(disk: Path, leave_bytes: int) -> Path:
 
 def test_full_disk_fails_the_extraction_clearly_and_loses_nothing(small_disk, sqlite_tenants):
     warehouse = small_disk / "w.duckdb"
-    defs = build_definitions(
-        {
-            "warehouse": {"path": str(warehouse)},
-            "source": {"kind": "sqlite", "sqlite_dir": str(sqlite_tenants)},
-        }
-    )
 
     def run(month: str):
-        with DagsterInstance.ephemeral() as instance:
-            return materialize(
-                [RAW_TRANSACTIONS],
-                partition_key=month,
-                instance=instance,
-                resources=defs.resources,
-                raise_on_error=False,
-            )
+        return extract_month(warehouse, {"kind": "sqlite", "sqlite_dir": str(sqlite_tenants)}, month)
 
     assert run(MONTH).success
     before = transaction_rows(warehouse)
@@ -200,10 +187,7 @@ def test_backfill_waits_for_another_writer_without_failed_steps(tmp_path, sqlite
                 raw_assets,
                 instance=instance,
                 resources=defs.resources,
-                tags={
-                    "dagster/asset_partition_range_start": "2018-01-01",
-                    "dagster/asset_partition_range_end": "2019-06-01",
-                },
+                tags=range_tags("2018-01-01", "2019-06-01"),
             )
     finally:
         holder.wait()

@@ -21,7 +21,7 @@ from crm_pipeline.automation import DEEP_ASSETS, build_automation
 from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
 from crm_pipeline.resources import ComputeDeviceResource, WarehouseResource
 from crm_pipeline_tests.detectors.crm_planted import EVENTS, KEYS
-from crm_pipeline_tests.helpers import count, failure_message
+from crm_pipeline_tests.helpers import count, failure_message, range_tags
 
 TRAIN = {"epochs": 20, "seed": 2}
 
@@ -42,7 +42,7 @@ def run(planted, instance, assets, config, device="cpu"):
             "compute": ComputeDeviceResource(device=device),
         },
         run_config={"ops": config},
-        tags={"dagster/asset_partition_range_start": KEYS[0], "dagster/asset_partition_range_end": KEYS[-1]},
+        tags=range_tags(KEYS[0], KEYS[-1]),
         raise_on_error=False,
     )
 

@@ -13,7 +13,7 @@ from crm_pipeline.assets.features import crm_events, customer_series, lag_featur
 from crm_pipeline.automation import customer_partitions_sensor
 from crm_pipeline.definitions import build_definitions
 from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
-from crm_pipeline_tests.helpers import count
+from crm_pipeline_tests.helpers import count, range_tags
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,10 +65,7 @@ def test_single_run_backfill_of_a_range(defs, instance, small_tenants):
         raw_assets,
         instance=instance,
         resources=defs.resources,
-        tags={
-            "dagster/asset_partition_range_start": "2018-01-01",
-            "dagster/asset_partition_range_end": "2019-06-01",
-        },
+        tags=range_tags("2018-01-01", "2019-06-01"),
     )
     assert result.success
     expected = sum(len(t.tables["transactions"].rows) for t in small_tenants)
@@ -87,7 +84,7 @@ def test_sensor_adds_customer_partitions_then_customer_backfill(defs, instance):
         assert "registered" in customer_partitions_sensor(ctx).skip_message
 
     keys = instance.get_dynamic_partitions(CUSTOMER_PARTITIONS_NAME)[:3]
-    tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[2]}
+    tags = range_tags(keys[0], keys[2])
     customer_assets = [customer_activity, customer_series, lag_features, crm_events, regular_patterns]
     for _ in range(2):  # a re-run replaces, never duplicates
         result = materialize(customer_assets, instance=instance, resources=defs.resources, tags=tags)

@@ -8,7 +8,7 @@ from crm_pipeline.assets.explanations import tree_explanations
 from crm_pipeline.assets.scoring import anomaly_scores
 from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
 from crm_pipeline.resources import SourceResource, WarehouseResource
-from crm_pipeline_tests.helpers import count
+from crm_pipeline_tests.helpers import count, range_tags
 
 KEYS = ["db1.CLEAN", "db1.SHORT", "db1.SPIKY"]
 CONFIG = {"detectors": [{"name": "kmeans"}, {"name": "svr", "params": {"kernel": "linear"}}], "workers": 2}
@@ -22,7 +22,7 @@ def instance():
 
 
 def score(planted, instance, keys, config=CONFIG):
-    tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
+    tags = range_tags(keys[0], keys[-1])
     return materialize(
         [anomaly_scores],
         instance=instance,
@@ -100,10 +100,7 @@ def test_tree_explanations_follow_the_scores_in_one_run(planted_copy, instance):
     """Scoring and explaining one customer in one run: SHAP rows of the tree detectors, the
     report and the customer's plot in the metadata; an unexplainable detector is refused."""
     detectors = [{"name": "decision_tree"}, {"name": "isolation_forest"}]
-    tags = {
-        "dagster/asset_partition_range_start": "db1.SPIKY",
-        "dagster/asset_partition_range_end": "db1.SPIKY",
-    }
+    tags = range_tags("db1.SPIKY", "db1.SPIKY")
     resources = {"warehouse": WarehouseResource(path=str(planted_copy.warehouse.path))}
 
     def run(explain_with):

@@ -16,9 +16,15 @@ def test_defaults_are_the_embedded_demo(monkeypatch, tmp_path):
 def test_file_overrides_and_resolves_relative_paths(tmp_path):
     config = tmp_path / "conf" / "crm.yaml"
     config.parent.mkdir()
-    config.write_text("warehouse:\n  path: w.duckdb\nsource:\n  kind: postgresql\n  workers: 2\n")
+    config.write_text(
+        "warehouse:\n  path: w.duckdb\nsource:\n  kind: postgresql\n  workers: 2\n"
+        "  connection_string_file: ../secrets/source.conn\n"
+    )
     settings = load_settings(config)
     assert settings["warehouse"]["path"] == str(tmp_path / "conf" / "w.duckdb")
+    assert settings["source"]["connection_string_file"] == str(
+        tmp_path / "conf" / ".." / "secrets" / "source.conn"
+    )
     assert settings["source"]["kind"] == "postgresql" and settings["source"]["workers"] == 2
 
 

@@ -1,9 +1,12 @@
-"""Faults in the middle of work: the source server dies during an extraction, the warehouse's disk
-fills up, another process holds the warehouse during a backfill. Each run fails naming the cause
-(or waits), no row is lost or duplicated, and a re-run completes."""
+"""Faults in the middle of work: the source server dies during an extraction, a worker process dies
+during scoring, the warehouse's disk fills up, another process holds the warehouse during a
+backfill. Each run fails naming the cause (or waits), no row is lost or duplicated, and a re-run
+completes."""
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import threading
 from contextlib import closing
@@ -15,8 +18,12 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from crm_pipeline.assets.extraction import raw_assets
+from crm_pipeline.assets.scoring import anomaly_scores
 from crm_pipeline.definitions import build_definitions
 from crm_pipeline.demo.writers import write_postgres
+from crm_pipeline.detectors import scoring
+from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
+from crm_pipeline.resources import WarehouseResource
 from crm_pipeline.sources.dialects import PostgresDialect
 from crm_pipeline.sources.queries import default_query
 from crm_pipeline_tests.conftest import wait_until
@@ -194,3 +201,80 @@ def test_backfill_waits_for_another_writer_without_failed_steps(tmp_path, sqlite
     assert result.success and not [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     expected = sum(len(t.tables["transactions"].rows) for t in small_tenants)
     assert transaction_rows(warehouse, january_only=False) == (expected, expected)
+
+
+PLANTED_KEYS = ["db1.CLEAN", "db1.SHORT", "db1.SPIKY"]
+PER_CUSTOMER_SQL = (
+    "SELECT partition_key, count(*), count(DISTINCT run_id), min(run_id) FROM anomaly_scores GROUP BY 1 "
+    "UNION ALL SELECT 'summaries', count(*), count(DISTINCT partition_key), NULL FROM customer_anomalies"
+)
+
+
+def pool_workers() -> list[int]:
+    """The joblib/loky worker processes of this test process."""
+    workers = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == os.getpid() and b"LokyProcess" in (proc / "cmdline").read_bytes():
+                workers.append(int(proc.name))
+    return workers
+
+
+def score_one_customer_a_batch(warehouse: Path):
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(CUSTOMER_PARTITIONS_NAME, PLANTED_KEYS)
+        config = {"detectors": [{"name": "kmeans"}], "workers": 2, "batch_customers": 1}
+        return materialize(
+            [anomaly_scores],
+            instance=instance,
+            resources={"warehouse": WarehouseResource(path=str(warehouse))},
+            run_config={"ops": {"anomaly_scores": {"config": config}}},
+            tags=range_tags(PLANTED_KEYS[0], PLANTED_KEYS[-1]),
+            raise_on_error=False,
+        )
+
+
+def per_customer(warehouse: Path) -> dict[str, tuple[int, int, str]]:
+    """Per customer: score rows, distinct runs, and the run that wrote them."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return {key: tuple(rest) for key, *rest in con.execute(PER_CUSTOMER_SQL).fetchall()}
+
+
+def test_worker_killed_during_scoring_fails_clearly_and_loses_nothing(planted_copy, monkeypatch):
+    warehouse = Path(planted_copy.warehouse.path)
+    first = score_one_customer_a_batch(warehouse)
+    assert first.success
+    before = per_customer(warehouse)
+    assert before["summaries"] == (6, 3, None)  # 3 customers x 2 measures
+    assert all(runs == 1 for key, (_, runs, _) in before.items() if key != "summaries")
+
+    write_results = scoring.write_results
+
+    def write_then_kill_a_worker(*args, **kwargs) -> int:
+        """Commit the batch, then SIGKILL a pool worker: the next batch meets a dead worker."""
+        written = write_results(*args, **kwargs)
+        if not killed:
+            killed.append(pool_workers()[0])
+            os.kill(killed[0], signal.SIGKILL)
+        return written
+
+    killed: list[int] = []
+    monkeypatch.setattr(scoring, "write_results", write_then_kill_a_worker)
+    broken = score_one_customer_a_batch(warehouse)
+    assert not broken.success and killed
+    message = failure_message(broken)
+    # db1.SHORT is too short to score: its batch never reaches the pool, db1.SPIKY's does.
+    assert "a worker process died while scoring db1.SPIKY (exit codes {SIGKILL(-9)})" in message
+    assert "2 customers of earlier batches have their new scores" in message
+    after = per_customer(warehouse)
+    assert {k: rows for k, (rows, _, _) in after.items()} == {k: rows for k, (rows, _, _) in before.items()}
+    assert after["db1.CLEAN"][2] == broken.run_id, "the batch before the death is committed"
+    assert after["db1.SPIKY"][2] == first.run_id, "a batch after the death keeps its previous rows"
+
+    monkeypatch.setattr(scoring, "write_results", write_results)
+    rerun = score_one_customer_a_batch(warehouse)
+    assert rerun.success
+    final = per_customer(warehouse)
+    assert final.pop("summaries") == before.pop("summaries")
+    assert final == {k: (rows, 1, rerun.run_id) for k, (rows, _, _) in before.items()}

@@ -15,6 +15,7 @@ from crm_pipeline.features.lag_sql import MEASURES
 from crm_pipeline.partitions import partition_label
 from crm_pipeline.patterns.plots import png_markdown
 from crm_pipeline.resources import WarehouseResource
+from crm_pipeline.warehouse.customer_tables import BATCH_CUSTOMERS
 
 DETECTION_GROUP = "detection"
 #: The default set: the detectors that did best on the demo's planted anomalies, plus one
@@ -49,6 +50,12 @@ class ScoringConfig(Config):
         False, description="Also score customers that customer_history marks as too short (noisy)."
     )
     workers: int = Field(-1, description="Processes that share the customers (-1: one per core).")
+    batch_customers: int = Field(
+        BATCH_CUSTOMERS,
+        gt=0,
+        description="Customers loaded, scored and committed together: memory follows the batch, and a "
+        "failed run keeps the batches it finished.",
+    )
 
 
 TOP_SQL = (
@@ -104,6 +111,7 @@ def anomaly_scores(
             history_days=config.history_days,
             short_histories=config.short_histories,
             n_jobs=config.workers,
+            batch_size=config.batch_customers,
             progress=log_progress(context, "anomaly_scores"),
         )
         duplicates = scalar(con, DUPLICATE_SCORES_SQL)

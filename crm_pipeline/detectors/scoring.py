@@ -20,7 +20,14 @@ from joblib import Parallel, delayed
 from crm_pipeline.detectors.base import Detector, DetectorError, SeriesFrame
 from crm_pipeline.detectors.registry import build_detector
 from crm_pipeline.features.lag_sql import MEASURES, NUMERIC_FEATURES, WEEKDAYS
-from crm_pipeline.warehouse.customer_tables import BATCH_CUSTOMERS, Progress, in_batches, staged_transaction
+from crm_pipeline.warehouse.customer_tables import (
+    BATCH_CUSTOMERS,
+    Progress,
+    in_batches,
+    run_customers_label,
+    staged_transaction,
+)
+from crm_pipeline.workers import worker_deaths
 
 SQL_DIR = Path(__file__).parent / "sql"
 INPUT_SQL = (SQL_DIR / "detector_input.sql").read_text()
@@ -169,21 +176,28 @@ def score_customers(
     the series of each batch (``-1``: one per core)."""
     detectors = build_detectors(specs)
     check_measures(measures)
-    totals = {"anomaly_scores": 0, "failed_series": 0}
+    totals = {"anomaly_scores": 0, "failed_series": 0, "customers": 0}
     with Parallel(n_jobs=n_jobs, backend="loky") as parallel:
 
         def write_batch() -> int:
             frames = load_frames(con, measures, history_days, short_histories)
-            results = parallel(delayed(run_detectors)(key, m, frame, detectors) for key, m, frame in frames)
+            kept = (
+                f"{totals['customers']} customers of earlier batches have their new scores, this batch "
+                "and the later ones keep their previous scores"
+            )
+            jobs = (delayed(run_detectors)(key, m, frame, detectors) for key, m, frame in frames)
+            with worker_deaths(f"scoring {run_customers_label(con)}", kept):
+                results = parallel(jobs)
             flat = [r for per_series in results for r in per_series]
             flat += missing_series(con, frames, measures, detectors)
             totals["failed_series"] += sum(r.error is not None for r in flat)
             written = write_results(con, flat, [d.label for d in detectors], measures, run_id)
             totals["anomaly_scores"] += written
+            totals["customers"] += con.execute("SELECT count(*) FROM run_customers").fetchone()[0]
             return written
 
         in_batches(con, partition_keys, write_batch, batch_size, progress)
-    return totals
+    return {k: totals[k] for k in ("anomaly_scores", "failed_series")}
 
 
 def write_results(

@@ -23,7 +23,8 @@ from joblib import Parallel, delayed
 from crm_pipeline.detectors.base import Detector, DetectorError, SeriesFrame
 from crm_pipeline.detectors.scoring import DetectorSpec, build_detectors, check_measures, load_frames
 from crm_pipeline.features.lag_sql import lag_statement
-from crm_pipeline.warehouse.customer_tables import BATCH_CUSTOMERS, Progress, in_batches
+from crm_pipeline.warehouse.customer_tables import BATCH_CUSTOMERS, Progress, in_batches, run_customers_label
+from crm_pipeline.workers import worker_deaths
 
 INJECTED_SERIES_SQL = (Path(__file__).parent / "sql" / "injected_series.sql").read_text()
 COUNTS = ("tp", "fp", "tn", "fn")
@@ -161,7 +162,8 @@ def evaluate_customers(
                 delayed(evaluate_series)(key, m, frame, copies[key, m], detectors, protocol.train_share)
                 for key, m, frame in frames
             )
-            batch = [row for rows in parallel(jobs) for row in rows]
+            with worker_deaths(f"evaluating {run_customers_label(con)}", "nothing was written"):
+                batch = [row for rows in parallel(jobs) for row in rows]
             parts.extend(batch)
             return len(batch)
 

@@ -25,6 +25,7 @@ from crm_pipeline.detectors.scoring import DetectorSpec, load_frames
 from crm_pipeline.explain.deep import Explanation, explain_events
 from crm_pipeline.explain.trees import EXPLAINED_OUTPUT, check_explainable, explain_days
 from crm_pipeline.warehouse.customer_tables import register_run_customers, staged_transaction
+from crm_pipeline.workers import worker_deaths
 
 SQL_DIR = Path(__file__).parent / "sql"
 TABLE_SQL = (SQL_DIR / "shap_values.sql").read_text()
@@ -176,7 +177,10 @@ def explain_tree_customers(
                 )
             tasks.append((key, measure, data, np.searchsorted(data.days, days)))
     parts = []
-    with Parallel(n_jobs=n_jobs, backend="loky", return_as="generator") as parallel:
+    with (
+        worker_deaths(f"explaining {label} on {len(tasks)} series", "shap_values keeps its previous rows"),
+        Parallel(n_jobs=n_jobs, backend="loky", return_as="generator") as parallel,
+    ):
         results = parallel(delayed(_tree_rows)(spec, *task) for task in tasks)
         for done, part in enumerate(results, start=1):
             parts.append(part)

@@ -28,6 +28,14 @@ def register_run_customers(con: duckdb.DuckDBPyConnection, partition_keys: Seque
         raise KeyError(f"{len(unknown)} customer partition(s) unknown to the warehouse: {names}")
 
 
+def run_customers_label(con: duckdb.DuckDBPyConnection) -> str:
+    """The customers in ``run_customers`` as the logs name them: one key, or ``first..last (n)``."""
+    first, last, n = con.execute(
+        "SELECT min(partition_key), max(partition_key), count(*) FROM run_customers"
+    ).fetchone()
+    return first if n == 1 else f"{first}..{last} ({n} customers)"
+
+
 @contextmanager
 def staged_transaction(con: duckdb.DuckDBPyConnection, **frames: pd.DataFrame) -> Iterator[None]:
     """One transaction with ``frames`` registered as views by name: committed when the block

@@ -80,11 +80,13 @@ def stop_group(proc: subprocess.Popen, grace_s: float = STOP_TIMEOUT_S) -> None:
 
 @contextmanager
 def dagster_dev(settings: Path, workdir: Path) -> Iterator[DagsterDev]:
-    """Start ``dagster dev`` on the project's workspace with ``settings`` and a fresh instance
-    under ``workdir``; stop its process group on exit, also when the body fails."""
+    """Start ``dagster dev`` on the project's workspace with ``settings`` and the instance in
+    ``workdir/dagster_home`` (a fresh one with the project's dagster.yaml unless it has its own);
+    stop its process group on exit, also when the body fails."""
     home = workdir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    if not (home / "dagster.yaml").exists():
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     port = free_port()
     log = workdir / "dagster_dev.log"
     env = {**os.environ, "DAGSTER_HOME": str(home), "CRM_PIPELINE_CONFIG": str(settings)}

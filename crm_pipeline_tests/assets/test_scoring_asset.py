@@ -8,7 +8,7 @@ from crm_pipeline.assets.explanations import tree_explanations
 from crm_pipeline.assets.scoring import anomaly_scores
 from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
 from crm_pipeline.resources import SourceResource, WarehouseResource
-from crm_pipeline_tests.helpers import count, range_tags
+from crm_pipeline_tests.helpers import count, failure_message, range_tags
 
 KEYS = ["db1.CLEAN", "db1.SHORT", "db1.SPIKY"]
 CONFIG = {"detectors": [{"name": "kmeans"}, {"name": "svr", "params": {"kernel": "linear"}}], "workers": 2}
@@ -74,6 +74,15 @@ def test_bad_detector_config_fails_the_run_before_any_work(planted_copy, instanc
     assert "bad run configuration: detector 'kmeans': bad parameters {'q': 1}" in str(
         failure.event_specific_data
     )
+
+
+def test_batch_of_no_customers_is_refused_before_any_work(planted_copy, instance):
+    result = score(planted_copy, instance, ["db1.SPIKY"], {"batch_customers": 0})
+    assert not result.success
+    message = failure_message(result)
+    assert "batch_customers" in message and "greater than 0" in message, message
+    no_scores = "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'anomaly_scores'"
+    assert count(planted_copy.warehouse, no_scores) == 0, "nothing written"
 
 
 def test_detector_evaluation_asset_shows_both_tables(planted_copy, instance, tmp_path):

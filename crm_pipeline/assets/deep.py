@@ -24,7 +24,7 @@ from pydantic import Field
 
 from crm_pipeline.assets.customers import customer_asset
 from crm_pipeline.assets.features import RUN_ROWS, crm_events
-from crm_pipeline.assets.metadata import plots_inline, plots_left_out, preview_markdown, rows_markdown, scalar
+from crm_pipeline.assets.metadata import inline_plots, preview_markdown, rows_markdown, scalar
 from crm_pipeline.deployment import GPU_QUEUE
 from crm_pipeline.detectors.deep.device import DeviceUnavailableError
 from crm_pipeline.detectors.deep.fit import MODES, DeepSettings
@@ -138,13 +138,12 @@ def deep_models(
         "device": str(device),
         "customers": len(keys),
         "skipped_customers": len(skipped),
-        "loss_curve": MetadataValue.md(
-            png_markdown(
+        "loss_curve": inline_plots(
+            keys,
+            lambda: png_markdown(
                 loss_curve_png({m: r.trained.log.epoch_losses for m, r in runs.items()}), "training loss"
-            )
-        )
-        if plots_inline(keys)
-        else plots_left_out(keys),
+            ),
+        ),
         "epoch_losses": MetadataValue.json({m: r.trained.log.epoch_losses for m, r in runs.items()}),
     }
     if skipped:

@@ -6,13 +6,12 @@ from dagster import (
     Config,
     Failure,
     MaterializeResult,
-    MetadataValue,
 )
 from pydantic import Field
 
 from crm_pipeline.assets.customers import customer_asset, every_partition_of, log_progress
 from crm_pipeline.assets.extraction import raw_assets
-from crm_pipeline.assets.metadata import plots_inline, plots_left_out, preview_markdown, scalar, zero_check
+from crm_pipeline.assets.metadata import inline_plots, preview_markdown, scalar, zero_check
 from crm_pipeline.features.encoding import UNSEEN_CODE, learn_encodings, write_crm_events
 from crm_pipeline.features.series import (
     future_transactions,
@@ -234,11 +233,13 @@ def regular_patterns(
         preview = preview_markdown(
             con, "SELECT * " + RUN_ROWS.format(table="pattern_monthly_trend") + " ORDER BY p_value", []
         )
-        if plots_inline(keys):
-            pngs = [png_markdown(pattern_png(con, key), key) for key in keys[: config.plots]]
-            plots = MetadataValue.md("\n\n".join(pngs) if pngs else "_no customer_")
-        else:
-            plots = plots_left_out(keys)
+        plots = inline_plots(
+            keys,
+            lambda: (
+                "\n\n".join(png_markdown(pattern_png(con, key), key) for key in keys[: config.plots])
+                or "_no customer_"
+            ),
+        )
     return MaterializeResult(
         metadata={
             **{f"rows_{table}": rows for table, rows in written.items()},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import duckdb
 import pandas as pd
@@ -48,13 +48,11 @@ def databases_table(summary: RunSummary) -> MetadataValue:
 INLINE_PLOT_CUSTOMERS = 200
 
 
-def plots_inline(keys: Sequence[str]) -> bool:
-    """Whether a run over ``keys`` puts its plots (PNG in markdown) in its metadata."""
-    return len(keys) <= INLINE_PLOT_CUSTOMERS
-
-
-def plots_left_out(keys: Sequence[str]) -> MetadataValue:
-    """What stands in for the plots of a run too big to hold them inline."""
+def inline_plots(keys: Sequence[str], render: Callable[[], str]) -> MetadataValue:
+    """``render()``'s markdown (PNG plots) for a run of up to ``INLINE_PLOT_CUSTOMERS`` customers;
+    for a bigger run, without rendering, a note saying why the plots were left out."""
+    if len(keys) <= INLINE_PLOT_CUSTOMERS:
+        return MetadataValue.md(render())
     return MetadataValue.md(
         f"_{len(keys):,} customers in this run: plots are inline for runs of up to {INLINE_PLOT_CUSTOMERS} "
         "customers, because Dagster stores this metadata once for every customer partition; "

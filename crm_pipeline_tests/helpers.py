@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -91,3 +94,22 @@ def failure_message(result) -> str:  # noqa: ANN001 - a Dagster ExecuteInProcess
 def range_tags(first: str, last: str) -> dict[str, str]:
     """Run tags of a single-run backfill over the partitions ``first`` to ``last``."""
     return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+
+
+@dataclass(frozen=True)
+class LiveProcess:
+    """One process of this machine, from ``/proc``."""
+
+    pid: int
+    ppid: int
+    pgid: int
+    cmdline: bytes
+
+
+def live_processes() -> Iterator[LiveProcess]:
+    """Every running process; zombies are dead and left out (some inits never reap them)."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            state, ppid, pgid = (proc / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+            if state != "Z":
+                yield LiveProcess(int(proc.name), int(ppid), int(pgid), (proc / "cmdline").read_bytes())

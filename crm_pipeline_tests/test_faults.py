@@ -3,7 +3,6 @@ during scoring, the warehouse's disk fills up, another process holds the warehou
 backfill. Each run fails naming the cause (or waits), no row is lost or duplicated, and a re-run
 completes."""
 
-import contextlib
 import os
 import shutil
 import signal
@@ -27,7 +26,7 @@ from crm_pipeline.resources import WarehouseResource
 from crm_pipeline.sources.dialects import PostgresDialect
 from crm_pipeline.sources.queries import default_query
 from crm_pipeline_tests.conftest import wait_until
-from crm_pipeline_tests.helpers import failure_message, range_tags
+from crm_pipeline_tests.helpers import failure_message, live_processes, range_tags
 from crm_pipeline_tests.pg_local import PgServer, ServerBinariesMissing, start_server
 from crm_pipeline_tests.warehouse.test_lock import hold_lock
 
@@ -212,13 +211,7 @@ PER_CUSTOMER_SQL = (
 
 def pool_workers() -> list[int]:
     """The joblib/loky worker processes of this test process."""
-    workers = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if parent == os.getpid() and b"LokyProcess" in (proc / "cmdline").read_bytes():
-                workers.append(int(proc.name))
-    return workers
+    return [p.pid for p in live_processes() if p.ppid == os.getpid() and b"LokyProcess" in p.cmdline]
 
 
 def score_one_customer_a_batch(warehouse: Path):

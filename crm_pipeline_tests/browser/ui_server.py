@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from crm_pipeline_tests.helpers import live_processes
+
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
@@ -53,14 +55,8 @@ def _wait_until_up(url: str, proc: subprocess.Popen, log: Path) -> None:
 
 
 def group_members(pgid: int) -> list[int]:
-    """Live processes of process group ``pgid`` (zombies are dead: some inits never reap them)."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
-            if int(group) == pgid and state != "Z":
-                members.append(int(stat.parent.name))
-    return members
+    """Live processes of process group ``pgid``."""
+    return [p.pid for p in live_processes() if p.pgid == pgid]
 
 
 def stop_group(proc: subprocess.Popen, grace_s: float = STOP_TIMEOUT_S) -> None:

@@ -104,7 +104,7 @@ def crm_warehouse(cache: Path, customers_per_tenant: int) -> Path:
         runner = EachDbRunner(SQLiteDialect(Path(tenants)))
         for entity in CRM_ENTITIES:
             window = EVERYTHING if ENTITIES[entity].monthly else None
-            extract_entity(runner, warehouse, entity, default_query(entity), "bench", "all", window)
+            extract_entity([(runner, default_query(entity))], warehouse, entity, "bench", "all", window)
         with warehouse.connect() as con:
             keys = [
                 k for (k,) in con.execute("SELECT partition_key FROM customer_keys ORDER BY 1").fetchall()

@@ -86,7 +86,7 @@ def run_ours(connection: str, n: int, workdir: Path, workers: int = 4) -> int:
     runner = EachDbRunner(dialect, DatabaseFilter(include=tuple(database_names(n))), workers=workers)
     warehouse = Warehouse(workdir / f"ours-{time.monotonic_ns()}.duckdb")
     report = extract_entity(
-        runner, warehouse, "transactions", default_query("transactions"), "bench", "all", WINDOW
+        [(runner, default_query("transactions"))], warehouse, "transactions", "bench", "all", WINDOW
     )
     return report.inserted
 

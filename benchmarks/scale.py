@@ -2,8 +2,9 @@
 
 One warehouse, one persistent Dagster instance, one throw-away PostgreSQL server:
 
-* extraction - every month from ``--sqlite-dbs`` SQLite tenant files in one run, then from
-  ``--pg-dbs`` PostgreSQL databases in one run; baseline: a run per database, on a sample.
+* extraction - every month from ``--sqlite-dbs`` SQLite tenant files and ``--pg-dbs`` PostgreSQL
+  databases in one run (one source resource, the server in ``more_sources``); baseline: a run per
+  database, timed on a sample of each kind.
 * sensor     - one tick of ``customer_partitions_sensor`` registers every customer; baseline:
   adding the partitions one key at a time, on a sample. Its time is also compared with Dagster's
   sensor evaluation limit.
@@ -43,7 +44,7 @@ from dagster._grpc.utils import default_sensor_grpc_timeout  # noqa: E402
 from measure import peak_rss_mb  # noqa: E402
 
 from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME  # noqa: E402
-from crm_pipeline.resources import SourceResource  # noqa: E402
+from crm_pipeline.resources import SourceConfig, SourceResource  # noqa: E402
 from crm_pipeline_tests.pg_local import PG_PASSWORD, PG_USER, PgServer, start_server  # noqa: E402
 from crm_pipeline_tests.scale import (  # noqa: E402
     ScaleSpec,
@@ -51,7 +52,7 @@ from crm_pipeline_tests.scale import (  # noqa: E402
     customer_keys,
     extract,
     sensor_tick,
-    sources,
+    source,
     timed,
     write_sources,
 )
@@ -87,16 +88,17 @@ def persistent_instance(home: Path, server: PgServer | None) -> DagsterInstance:
     return DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
 
 
-def per_database_runs(spec: ScaleSpec, source: SourceResource, scratch: Path) -> float:
-    """Seconds per database when every database gets its own extraction run (sample)."""
-    names = sorted(source.runner().databases())[:SAMPLE_DATABASES]
+def per_database_runs(spec: ScaleSpec, source: SourceConfig, scratch: Path) -> float:
+    """Seconds per database of ``source`` when every database gets its own extraction run (sample)."""
+    alone = {field: getattr(source, field) for field in SourceConfig.model_fields}
+    names = sorted(SourceResource(**alone).runners()[0].databases())[:SAMPLE_DATABASES]
     with DagsterInstance.ephemeral() as instance:
         started = time.perf_counter()
         for name in names:
             # A new resource: Dagster materializes a resource from its constructor arguments,
             # so a pydantic model_copy(update=...) would still read every database.
-            fields = {field: getattr(source, field) for field in SourceResource.model_fields}
-            extract(instance, SourceResource(**(fields | {"include": [name]})), scratch, spec)
+            only = alone | {"include": [name.removeprefix(source.prefix)]}
+            extract(instance, SourceResource(**only), scratch, spec)
     return (time.perf_counter() - started) / len(names)
 
 
@@ -200,18 +202,26 @@ def main() -> None:
             spec.sqlite_dbs, spec.pg_dbs, spec.customers, sum(rows.value.values()), rows.seconds,
         )  # fmt: skip
         instance = persistent_instance(work / "dagster_home", server if args.instance == "postgres" else None)
-        sqlite_source, pg_source = sources(spec, tenants, server.connection_string())
-        figures: dict[str, float] = {}
-        runs = (("sqlite", sqlite_source, spec.sqlite_dbs), ("pg", pg_source, spec.pg_dbs))
-        for kind, source, count in runs:
-            run = timed(lambda source=source: extract(instance, source, warehouse, spec))
-            naive = per_database_runs(spec, source, work / f"naive_{kind}.duckdb")
-            figures[f"extract_{kind}_s"] = run.seconds
-            figures[f"extract_{kind}_vs_run_per_db"] = naive * count / run.seconds
-            log.info(
-                "extraction of %d %s databases in one run: %.1fs (a run per database: %.2fs each, %.1fx)",
-                count, kind, run.seconds, naive, figures[f"extract_{kind}_vs_run_per_db"],
-            )  # fmt: skip
+        both = source(spec, tenants, server.connection_string())
+        run = timed(lambda: extract(instance, both, warehouse, spec))
+        counts = {"sqlite": spec.sqlite_dbs, "postgresql": spec.pg_dbs}
+        each = {
+            config.kind: per_database_runs(spec, config, work / f"naive_{config.kind}.duckdb")
+            for config in both.sources()
+        }
+        naive = sum(seconds * counts[kind] for kind, seconds in each.items())
+        figures: dict[str, float] = {
+            "extract_s": run.seconds,
+            "extract_vs_run_per_db": naive / run.seconds,
+            **{f"run_per_db_{kind}_s": seconds for kind, seconds in each.items()},
+        }
+        log.info(
+            "extraction of %d SQLite + %d PostgreSQL databases in one run: %.1fs; a run per database: "
+            "%s, %.1fx",
+            spec.sqlite_dbs, spec.pg_dbs, run.seconds,
+            ", ".join(f"{kind} {seconds:.2f}s each" for kind, seconds in each.items()),
+            figures["extract_vs_run_per_db"],
+        )  # fmt: skip
         figures["extract_peak_mb"] = peak_rss_mb()
         with duckdb.connect(str(warehouse), read_only=True) as con:
             extracted = con.execute("SELECT count(*) FROM raw.transactions").fetchone()[0]

@@ -201,10 +201,12 @@ def demo(args: argparse.Namespace) -> None:
 def databases(args: argparse.Namespace) -> None:
     """Print the databases a run would visit (an ``sp_ineachdb`` dry run)."""
     from crm_pipeline.resources import SourceResource
+    from crm_pipeline.sources.runner import select_databases
 
-    source = SourceResource(**load_settings(args.config)["source"])
-    for name in source.runner().databases():
-        print(name)
+    source = SourceResource.from_settings(load_settings(args.config)["source"])
+    for names in select_databases(source.runners()):
+        for name in names:
+            print(name)
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -238,7 +240,9 @@ def evaluate(args: argparse.Namespace) -> None:
                 args.measures,
                 n_jobs=args.workers,
                 progress=lambda done, total: log.info("evaluated %d/%d customers", done, total),
-                labels_from=SourceResource(**settings["source"]).runner() if args.labels else None,
+                labels_from=SourceResource.from_settings(settings["source"]).runners()
+                if args.labels
+                else None,
             )
         except ValueError as exc:
             sys.exit(f"{exc} (crm-pipeline demo builds them on the demo)")

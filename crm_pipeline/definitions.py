@@ -27,7 +27,7 @@ def build_definitions(settings: dict | None = None) -> Definitions:
         schedules=automation.schedules,
         sensors=[customer_partitions_sensor],
         resources={
-            "source": SourceResource(**settings["source"]),
+            "source": SourceResource.from_settings(settings["source"]),
             "warehouse": WarehouseResource(**settings["warehouse"]),
             "compute": ComputeDeviceResource(**settings.get("compute", {})),
         },

@@ -4,9 +4,10 @@ deep models, configurable in the UI."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from dagster import ConfigurableResource
+from dagster import Config, ConfigurableResource
 from pydantic import Field
 
 from crm_pipeline.sources.credentials import connection_string as read_connection_string
@@ -20,8 +21,9 @@ if TYPE_CHECKING:
     import torch
 
 
-class SourceResource(ConfigurableResource):
-    """Every tenant database of one source, selected like ``sp_ineachdb``."""
+class SourceConfig(Config):
+    """One source: a server or a folder of SQLite files, which of its databases to read, and
+    the SQL that reads them."""
 
     kind: str = Field("sqlite", description="sqlite | postgresql | sqlserver")
     sqlite_dir: str | None = Field(None, description="Folder of SQLite tenant files")
@@ -33,15 +35,17 @@ class SourceResource(ConfigurableResource):
         None,
         description="Secrets file holding the connection string instead (outside the repository)",
     )
+    prefix: str = Field(
+        "",
+        description="Put before each database name in the warehouse (source_db), so two sources "
+        "may hold databases of the same name",
+    )
     include: list[str] = Field(default_factory=list, description="Only these databases")
     exclude: list[str] = Field(default_factory=list, description="Never these databases")
     name_pattern: str | None = Field(None, description="LIKE pattern databases must match")
     exclude_pattern: str | None = Field(None, description="LIKE pattern of databases to skip")
     user_only: bool = True
     online_only: bool = True
-    workers: int = Field(4, description="Databases read in parallel")
-    batch_size: int = Field(10_000, description="Rows per fetched batch")
-    on_error: str = Field("fail", description="fail: stop the run; skip: record and go on")
     fetch_engine: str = Field("arrow-odbc", description="arrow-odbc | pyodbc (servers only)")
     login_timeout_s: int = 10
     queries: dict[str, str] = Field(
@@ -63,27 +67,74 @@ class SourceResource(ConfigurableResource):
             login_timeout_s=self.login_timeout_s,
         )
 
-    def runner(self, logger: logging.Logger | None = None) -> EachDbRunner:
-        """An ``sp_ineachdb`` runner over this source."""
-        return EachDbRunner(
-            self.dialect(),
-            DatabaseFilter(
-                include=tuple(self.include),
-                exclude=tuple(self.exclude),
-                name_pattern=self.name_pattern,
-                exclude_pattern=self.exclude_pattern,
-                user_only=self.user_only,
-                online_only=self.online_only,
-            ),
-            workers=self.workers,
-            batch_size=self.batch_size,
-            on_error=self.on_error,  # type: ignore[arg-type]
-            logger=logger,
+    def database_filter(self) -> DatabaseFilter:
+        """Which of the source's databases a run visits."""
+        return DatabaseFilter(
+            include=tuple(self.include),
+            exclude=tuple(self.exclude),
+            name_pattern=self.name_pattern,
+            exclude_pattern=self.exclude_pattern,
+            user_only=self.user_only,
+            online_only=self.online_only,
         )
 
     def query(self, entity: str) -> str:
         """The extraction SQL of ``entity`` (configured or default)."""
         return resolve_queries(self.queries)[entity]
+
+
+def _refuse_unknown_keys(where: str, given: Mapping[str, Any], known: Iterable[str]) -> None:
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        shared = sorted(set(unknown) & set(SourceResource.model_fields))
+        hint = f"; {', '.join(shared)} apply to every source: set them in source" if shared else ""
+        raise ValueError(f"{where}: unknown setting(s) {', '.join(unknown)}{hint}")
+
+
+class SourceResource(ConfigurableResource, SourceConfig):
+    """Every tenant database of one source, selected like ``sp_ineachdb``, and of any
+    ``more_sources`` read in the same run (SQLite tenants and a server together, say)."""
+
+    more_sources: list[SourceConfig] = Field(
+        default_factory=list, description="Further sources read in the same run, each with its own settings"
+    )
+    workers: int = Field(4, description="Databases read in parallel")
+    batch_size: int = Field(10_000, description="Rows per fetched batch")
+    on_error: str = Field("fail", description="fail: stop the run; skip: record and go on")
+
+    @classmethod
+    def from_settings(cls, section: Mapping[str, Any]) -> SourceResource:
+        """The resource of the settings file's ``source`` section. A key it does not know (a typo,
+        or a shared setting inside ``more_sources``) raises ``ValueError`` saying where it is."""
+        _refuse_unknown_keys("source", section, cls.model_fields)
+        for index, more in enumerate(section.get("more_sources") or []):
+            _refuse_unknown_keys(f"source.more_sources[{index}]", more, SourceConfig.model_fields)
+        return cls(**section)
+
+    def sources(self) -> list[SourceConfig]:
+        """This source, then the ``more_sources``."""
+        return [self, *self.more_sources]
+
+    def runners(self, logger: logging.Logger | None = None) -> list[EachDbRunner]:
+        """One ``sp_ineachdb`` runner per source."""
+        return [self._runner(source, logger) for source in self.sources()]
+
+    def extraction_sources(
+        self, entity: str, logger: logging.Logger | None = None
+    ) -> list[tuple[EachDbRunner, str]]:
+        """Each source's runner with its SQL for ``entity``, as ``extract_entity`` takes them."""
+        return [(self._runner(source, logger), source.query(entity)) for source in self.sources()]
+
+    def _runner(self, source: SourceConfig, logger: logging.Logger | None) -> EachDbRunner:
+        return EachDbRunner(
+            source.dialect(),
+            source.database_filter(),
+            workers=self.workers,
+            batch_size=self.batch_size,
+            on_error=self.on_error,  # type: ignore[arg-type]
+            logger=logger,
+            prefix=source.prefix,
+        )
 
 
 class WarehouseResource(ConfigurableResource):

@@ -17,7 +17,7 @@ CONFIG_ENV = "CRM_PIPELINE_CONFIG"
 DEMO_DIR_ENV = "CRM_DEMO_DIR"
 SECTIONS = ("warehouse", "source", "partitions", "compute", "execution")
 # Settings that are paths: relative ones are taken relative to the settings file.
-PATH_KEYS = (("warehouse", "path"), ("source", "sqlite_dir"), ("source", "connection_string_file"))
+PATH_KEYS = {"warehouse": ("path",), "source": ("sqlite_dir", "connection_string_file")}
 
 
 def demo_dir() -> Path:
@@ -55,8 +55,23 @@ def load_settings(path: str | Path | None = None) -> dict[str, Any]:
         raise ValueError(f"{file}: unknown section(s) {sorted(unknown)}; expected {SECTIONS}")
     for section in SECTIONS:
         settings[section] = {**settings[section], **(loaded.get(section) or {})}
-    for section, key in PATH_KEYS:
-        value = loaded.get(section, {}).get(key) if loaded.get(section) else None
-        if value and not Path(value).is_absolute():
-            settings[section][key] = str((file.parent / value).absolute())
+    more = (loaded.get("source") or {}).get("more_sources")
+    if more is not None and not (isinstance(more, list) and all(isinstance(m, dict) for m in more)):
+        raise ValueError(f"{file}: source.more_sources must be a list of sources, each a mapping")
+    for section, keys in PATH_KEYS.items():
+        given = loaded.get(section) or {}
+        settings[section] |= _absolute(given, keys, file.parent)
+        if section == "source" and given.get("more_sources"):
+            settings[section]["more_sources"] = [
+                {**more, **_absolute(more, keys, file.parent)} for more in given["more_sources"]
+            ]
     return settings
+
+
+def _absolute(given: dict[str, Any], keys: tuple[str, ...], base: Path) -> dict[str, str]:
+    """The relative paths among ``given[keys]``, made absolute under ``base``."""
+    return {
+        key: str((base / given[key]).absolute())
+        for key in keys
+        if given.get(key) and not Path(given[key]).is_absolute()
+    }

@@ -31,10 +31,9 @@ def extract(
     run_id: str = "r1",
 ) -> ExtractionReport:
     return extract_entity(
-        runner,
+        [(runner, query or default_query(entity))],
         warehouse,
         entity,
-        query or default_query(entity),
         run_id,
         "2019-01-01" if window else "all",
         window,

@@ -8,11 +8,13 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pyodbc
 from dagster import (
     AssetsDefinition,
     DagsterInstance,
@@ -26,7 +28,7 @@ from crm_pipeline.automation import CUSTOMER_ASSETS, customer_partitions_sensor
 from crm_pipeline.demo.generator import DemoSpec, Tenant, generate_tenants
 from crm_pipeline.demo.writers import write_postgres, write_sqlite
 from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
-from crm_pipeline.resources import SourceResource, WarehouseResource
+from crm_pipeline.resources import SourceConfig, SourceResource, WarehouseResource
 from crm_pipeline_tests.helpers import range_tags
 
 #: The environment variable the PostgreSQL source reads its connection string from.
@@ -94,15 +96,22 @@ def write_sources(spec: ScaleSpec, sqlite_dir: Path, pg_connection: str | None) 
     return rows
 
 
-def sources(spec: ScaleSpec, sqlite_dir: Path, pg_connection: str | None) -> list[SourceResource]:
-    """The source resources of the run: the SQLite folder and the server's ``scale_pg_`` databases."""
-    found = [SourceResource(kind="sqlite", sqlite_dir=str(sqlite_dir))] if spec.sqlite_dbs else []
-    if spec.pg_dbs:
-        os.environ[PG_ENV] = pg_connection or ""
-        found.append(
-            SourceResource(kind="postgresql", connection_string_env=PG_ENV, name_pattern=PG_PREFIX + "%")
-        )
-    return found
+def drop_postgres(pg_connection: str) -> None:
+    """Drop the server's ``scale_pg_`` databases (the test shares its server with others)."""
+    with closing(pyodbc.connect(pg_connection, autocommit=True)) as con:
+        names = [row[0] for row in con.execute("SELECT datname FROM pg_database").fetchall()]
+        for name in (n for n in names if n.startswith(PG_PREFIX)):
+            con.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def source(spec: ScaleSpec, sqlite_dir: Path, pg_connection: str | None) -> SourceResource:
+    """One source resource over the SQLite folder and, as a further source, the server's
+    ``scale_pg_`` databases: both are read in one extraction."""
+    os.environ[PG_ENV] = pg_connection or ""
+    sqlite = SourceConfig(kind="sqlite", sqlite_dir=str(sqlite_dir))
+    server = SourceConfig(kind="postgresql", connection_string_env=PG_ENV, name_pattern=PG_PREFIX + "%")
+    found = [config for config, count in ((sqlite, spec.sqlite_dbs), (server, spec.pg_dbs)) if count]
+    return SourceResource(**found[0].model_dump(), more_sources=found[1:])
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def detector_evaluation(
                 config.measures,
                 n_jobs=config.workers,
                 progress=lambda done, total: context.log.info("evaluated %d/%d customers", done, total),
-                labels_from=source.runner(context.log) if config.planted_labels else None,
+                labels_from=source.runners(context.log) if config.planted_labels else None,
             )
         except ValueError as exc:
             raise Failure(f"detector_evaluation: {exc}") from exc

@@ -69,7 +69,7 @@ def build_raw_asset(entity_name: str) -> AssetsDefinition:
             AssetCheckSpec("no_duplicate_keys", asset=asset_name),
             AssetCheckSpec("every_database_present", asset=asset_name),
         ],
-        description=f"{entity_name} from every selected source database, tagged with source_db.",
+        description=f"{entity_name} from every selected database of every source, tagged with source_db.",
     )
     def _raw(
         context: AssetExecutionContext, source: SourceResource, warehouse: WarehouseResource
@@ -81,10 +81,9 @@ def build_raw_asset(entity_name: str) -> AssetsDefinition:
             window, label = None, "all"
         store = warehouse.open(context.log)
         report = extract_entity(
-            source.runner(context.log),
+            source.extraction_sources(entity_name, context.log),
             store,
             entity_name,
-            source.query(entity_name),
             context.run.run_id,
             label,
             window,

@@ -8,6 +8,7 @@ days / labelled scored days.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from crm_pipeline.sources.runner import EachDbRunner
+from crm_pipeline.sources.runner import EachDbRunner, run_each_source, select_databases
 
 SQL_DIR = Path(__file__).parent / "sql"
 LABELS_SQL = (SQL_DIR / "planted_labels.sql").read_text()
@@ -35,13 +36,14 @@ class _Collect:
         self.frames.pop(database, None)
 
 
-def read_planted_labels(runner: EachDbRunner) -> pd.DataFrame:
-    """(source_db, customer_id, event_date, kind) of every planted anomaly in every database.
+def read_planted_labels(runners: Sequence[EachDbRunner]) -> pd.DataFrame:
+    """(source_db, customer_id, event_date, kind) of every planted anomaly in every database of
+    every source.
 
     A database without an ``anomaly_labels`` table (anything but the demo) fails like any
     extraction, naming the database."""
     sink = _Collect()
-    runner.run(LABELS_SQL, sink)
+    run_each_source([(runner, LABELS_SQL, ()) for runner in runners], sink, select_databases(runners))
     frames = [f for parts in sink.frames.values() for f in parts]
     if not frames:
         return pd.DataFrame(columns=["customer_id", "event_date", "kind", "source_db"])

@@ -39,11 +39,11 @@ def run_evaluation(
     measures: Sequence[str],
     n_jobs: int = -1,
     progress: Progress | None = None,
-    labels_from: EachDbRunner | None = None,
+    labels_from: Sequence[EachDbRunner] | None = None,
 ) -> EvaluationRun:
     """The protocol on up to ``customers`` customers (seeded by the protocol seed). Labels are
-    read from ``labels_from``'s databases first, so a source without them fails before the long
-    part. A warehouse without features or without a customer with enough history raises
+    read from the databases of the ``labels_from`` sources first, so a source without them fails
+    before the long part. A warehouse without features or without a customer with enough history raises
     ``ValueError`` saying so."""
     labels = read_planted_labels(labels_from) if labels_from is not None else None
     keys = evaluation_customers(con, customers, protocol.seed)

@@ -88,6 +88,7 @@ class EachDbRunner:
         batch_size: int = 10_000,
         on_error: ErrorPolicy = "fail",
         logger: logging.Logger | None = None,
+        prefix: str = "",
     ) -> None:
         if on_error not in ERROR_POLICIES:
             raise ValueError(f"on_error must be one of {ERROR_POLICIES}, got {on_error!r}")
@@ -99,11 +100,20 @@ class EachDbRunner:
         self.batch_size = batch_size
         self.on_error = on_error
         self.log = logger or logging.getLogger(__name__)
+        self.prefix = prefix
 
     def databases(self) -> list[str]:
-        """The names of the databases this runner visits, sorted."""
+        """The databases this runner visits, sorted, as the warehouse names them (``prefix`` + name)."""
         selected = self.database_filter.select(self.dialect.list_databases())
-        return [d.name for d in selected]
+        return [self.prefix + d.name for d in selected]
+
+    def _server_name(self, name: str) -> str:
+        """The database's own name on the server, from the warehouse's name for it."""
+        if not name.startswith(self.prefix):
+            raise ValueError(
+                f"database {name!r} is not one of {self.dialect.describe()} (prefix {self.prefix!r})"
+            )
+        return name[len(self.prefix) :]
 
     def run(
         self,
@@ -114,11 +124,13 @@ class EachDbRunner:
     ) -> RunSummary:
         """Run ``query`` in each database and deliver every batch to ``sink``.
 
-        Under ``fail`` the first broken database stops the run and raises
-        :class:`ExtractionError`; under ``skip`` its rows are discarded from the sink,
-        the failure is recorded in the summary and the others go on.
+        ``databases`` and the names given to the sink carry the runner's ``prefix``. Under
+        ``fail`` the first broken database stops the run and raises :class:`ExtractionError`;
+        under ``skip`` its rows are discarded from the sink, the failure is recorded in the
+        summary and the others go on.
         """
         names = list(self.databases() if databases is None else databases)
+        server_names = {name: self._server_name(name) for name in names}
         summary = RunSummary([DatabaseResult(name) for name in names])
         by_name = {r.database: r for r in summary.results}
         if not names:
@@ -139,7 +151,7 @@ class EachDbRunner:
         def work(name: str) -> None:
             started = time.perf_counter()
             try:
-                for batch in self.dialect.fetch_batches(name, query, params, self.batch_size):
+                for batch in self.dialect.fetch_batches(server_names[name], query, params, self.batch_size):
                     if stop.is_set():
                         raise _Cancelled
                     put(("batch", name, batch))
@@ -216,3 +228,38 @@ class EachDbRunner:
         else:
             self.log.warning("%s failed, skipped: %s", result.database, error)
         return first_error or error
+
+
+def select_databases(runners: Sequence[EachDbRunner]) -> list[list[str]]:
+    """Each runner's databases. Rows are tagged with the database's name alone, so a name two
+    sources share would merge two tenants: that raises ``ValueError`` naming both sources."""
+    selected = [runner.databases() for runner in runners]
+    owner: dict[str, EachDbRunner] = {}
+    for runner, names in zip(runners, selected, strict=True):
+        for name in names:
+            first = owner.setdefault(name, runner)
+            if first is not runner:
+                raise ValueError(
+                    f"database {name!r} is in both {first.dialect.describe()} and "
+                    f"{runner.dialect.describe()}: give one of the sources a prefix"
+                )
+    return selected
+
+
+def run_each_source(
+    runs: Sequence[tuple[EachDbRunner, str, Sequence[object]]],
+    sink: BatchSink,
+    databases: Sequence[Sequence[str]],
+) -> RunSummary:
+    """Run each source's ``(runner, query, params)`` over its ``databases`` into one sink, one
+    source after the other, and merge their summaries. Under ``fail`` the first broken database
+    raises :class:`ExtractionError` carrying every source's results so far."""
+    summary = RunSummary()
+    for (runner, query, params), names in zip(runs, databases, strict=True):
+        try:
+            part = runner.run(query, sink, params, names)
+        except ExtractionError as exc:
+            exc.summary = RunSummary([*summary.results, *exc.summary.results])
+            raise
+        summary.results.extend(part.results)
+    return summary

@@ -27,7 +27,7 @@ def test_flags_counted_against_the_planted_days(planted_copy, tmp_path):
         [("transactions", f"t{i}", "SPIKY", day, "spike") for i, day in enumerate(spikes)]
         + [("quotations", "q1", "SPIKY", "2019-01-02", "quotation_subtotal")],  # not a transaction: ignored
     )
-    labels = read_planted_labels(sqlite_runner(tmp_path))
+    labels = read_planted_labels([sqlite_runner(tmp_path)])
     assert sorted(labels["event_date"].astype(str)) == spikes and set(labels["source_db"]) == {"db1"}
     with planted_copy.warehouse.connect() as con:
         score_customers(
@@ -41,4 +41,4 @@ def test_flags_counted_against_the_planted_days(planted_copy, tmp_path):
 def test_a_source_without_labels_is_named(tmp_path):
     sqlite3.connect(tmp_path / "tenant_x.sqlite").execute("CREATE TABLE t (a INT)").connection.close()
     with pytest.raises(ExtractionError, match="tenant_x"):
-        read_planted_labels(sqlite_runner(tmp_path))
+        read_planted_labels([sqlite_runner(tmp_path)])

@@ -41,7 +41,7 @@ def test_month_from_every_database_with_exact_decimals(tmp_path, pg_tenants, sma
     runner = pg_runner(pg_tenants, engine, database_filter=DatabaseFilter(include=tuple(TENANTS)))
     wh = Warehouse(tmp_path / "w.duckdb")
     report = extract_entity(
-        runner, wh, "transactions", default_query("transactions"), "r1", "2019-01-01", JAN_2019
+        [(runner, default_query("transactions"))], wh, "transactions", "r1", "2019-01-01", JAN_2019
     )
     expected = jan_transactions(small_tenants)
     assert {r.database: r.rows for r in report.summary.results} == expected
@@ -58,7 +58,7 @@ def test_month_from_every_database_with_exact_decimals(tmp_path, pg_tenants, sma
 def test_hostile_database_name_is_read_like_any_other(tmp_path, pg_tenants, small_tenants):
     runner = pg_runner(pg_tenants, database_filter=DatabaseFilter(include=(HOSTILE_DB,)))
     wh = Warehouse(tmp_path / "w.duckdb")
-    report = extract_entity(runner, wh, "customers", default_query("customers"), "r1", "all", None)
+    report = extract_entity([(runner, default_query("customers"))], wh, "customers", "r1", "all", None)
     assert report.inserted == len(small_tenants[0].tables["accounts"].rows)
     assert (
         count(wh, "SELECT count(*) FROM raw.customers WHERE source_db = ?", [HOSTILE_DB]) == report.inserted
@@ -139,4 +139,4 @@ def test_missing_connection_variable_is_named(monkeypatch):
 
     monkeypatch.delenv("CRM_NOT_SET", raising=False)
     with pytest.raises(ValueError, match="CRM_NOT_SET is not set"):
-        SourceResource(kind="postgresql", connection_string_env="CRM_NOT_SET").runner()
+        SourceResource(kind="postgresql", connection_string_env="CRM_NOT_SET").runners()

@@ -59,7 +59,7 @@ def test_secrets_file_outside_the_repository_feeds_the_source(tmp_path, pg_tenan
     secret.write_text(pg_tenants.connection_string() + "\n")
     monkeypatch.delenv("CRM_SOURCE_CONNECTION", raising=False)
     source = SourceResource(kind="postgresql", connection_string_file=str(secret), include=list(TENANTS))
-    assert source.runner().databases() == list(TENANTS)
+    assert source.runners()[0].databases() == list(TENANTS)
 
 
 def test_secrets_file_inside_a_git_work_tree_is_refused(tmp_path):
@@ -161,7 +161,7 @@ def test_the_readme_read_only_account_extracts_everything(tmp_path, pg_tenants, 
         runner = EachDbRunner(PostgresDialect(connection_string), DatabaseFilter(include=TENANTS))
         wh = Warehouse(tmp_path / f"{name}.duckdb")
         report = extract_entity(
-            runner, wh, "transactions", default_query("transactions"), "r1", "2019-01-01", JAN_2019
+            [(runner, default_query("transactions"))], wh, "transactions", "r1", "2019-01-01", JAN_2019
         )
         assert report.summary.succeeded == list(TENANTS)
         return report.inserted

@@ -33,7 +33,7 @@ from crm_pipeline.partitions import (
     monthly_partitions,
 )
 from crm_pipeline.resources import WarehouseResource
-from crm_pipeline.warehouse.store import Warehouse, WarehouseLockedError
+from crm_pipeline.warehouse.store import Warehouse, WarehouseLockedError, table_names
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -135,7 +135,7 @@ def unregistered_customer_keys(warehouse: Warehouse, registered: set[str]) -> li
     if not Path(warehouse.path).exists():
         return []
     with warehouse.connect(read_only=True) as con:
-        tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        tables = table_names(con)
         if "customer_keys" not in tables:
             return []
         keys = con.execute("SELECT partition_key FROM customer_keys ORDER BY added_at, 1").fetchall()

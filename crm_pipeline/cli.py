@@ -215,9 +215,12 @@ def evaluate(args: argparse.Namespace) -> None:
     from crm_pipeline.evaluation.protocol import Protocol
     from crm_pipeline.evaluation.report import (
         EVALUATION_SPECS,
+        NO_SCORES_NOTE,
         PAPER_BEST,
+        PLANTED_NOTE,
         best_detector,
         paper_table,
+        planted_left_out,
         result_line,
     )
     from crm_pipeline.evaluation.run import run_evaluation
@@ -253,6 +256,8 @@ def evaluate(args: argparse.Namespace) -> None:
     print(paper_table(run.summary, "forecasting"))
     print("\nUnsupervised detectors (Table 3):")
     print(paper_table(run.summary, "unsupervised"))
+    if planted_left_out(run.summary):
+        print(f"\n{PLANTED_NOTE}")
     print(f"\n{PAPER_BEST}; finished in {time.perf_counter() - started:.0f}s")
     line = result_line(best_detector(run.summary))
     if run.planted is not None:
@@ -261,6 +266,8 @@ def evaluate(args: argparse.Namespace) -> None:
         top = best_detector(run.planted)
         line += f" labels_best={top['detector']} labels_precision={top['precision']:.3f} "
         line += f"labels_recall={top['recall']:.3f}"
+    elif args.labels:
+        print(f"\n{NO_SCORES_NOTE}")
     print(line)
 
 
@@ -304,7 +311,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p_eval.add_argument("--seed", type=int, default=0)
     p_eval.add_argument(
-        "--labels", action="store_true", help="also count anomaly_scores against the demo's planted labels"
+        "--labels",
+        action="store_true",
+        help="the demo's planted labels: their days are no false positives of the protocol (strict "
+        "precision printed beside), and anomaly_scores is counted against them",
     )
     p_eval.add_argument("--workers", type=int, default=-1, help="processes (default one per core)")
     p_eval.set_defaults(func=evaluate)

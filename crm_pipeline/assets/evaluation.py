@@ -11,7 +11,9 @@ from crm_pipeline.detectors.scoring import DetectorSpec, build_detectors
 from crm_pipeline.evaluation.protocol import Protocol
 from crm_pipeline.evaluation.report import (
     EVALUATION_SPECS,
+    NO_SCORES_NOTE,
     PAPER_BEST,
+    PLANTED_NOTE,
     best_detector,
     paper_table,
     result_line,
@@ -37,8 +39,9 @@ class EvaluationConfig(Config):
     seed: int = Field(0, description="Seeds the customer sample and the injections.")
     planted_labels: bool = Field(
         False,
-        description="Also count anomaly_scores against the anomaly_labels table of every source "
-        "database (the demo plants them; other sources have none).",
+        description="Read the anomaly_labels table of every source database (the demo plants them; "
+        "other sources have none): their days are no false positives of the protocol (the strict "
+        "precision is reported beside), and anomaly_scores is counted against them.",
     )
     workers: int = Field(-1, description="Processes (-1: one per core).")
 
@@ -81,13 +84,17 @@ def detector_evaluation(
             )
         except ValueError as exc:
             raise Failure(f"detector_evaluation: {exc}") from exc
+    best = best_detector(run.summary)
     labelled = {}
-    if run.planted is not None:
+    if config.planted_labels:
         labelled = {
             "planted_labels": run.labels,
-            "against_planted_labels": MetadataValue.md(run.planted.round(3).to_markdown(index=False)),
+            "best_precision_strict": float(best["precision_strict"]),
+            "counting": PLANTED_NOTE,
+            "against_planted_labels": MetadataValue.md(
+                run.planted.round(3).to_markdown(index=False) if run.planted is not None else NO_SCORES_NOTE
+            ),
         }
-    best = best_detector(run.summary)
     context.log.info(result_line(best))
     return MaterializeResult(
         metadata=labelled

@@ -3,7 +3,8 @@
 The labels stay in the tenant databases (the pipeline never extracts them): they are read
 with the same each-database runner as any entity, and each detector's flags are counted
 against them: precision = labelled flagged days / flagged days, recall = labelled flagged
-days / labelled scored days.
+days / labelled scored days. The injection protocol leaves the same days out of its false
+positives (``evaluation/protocol.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from crm_pipeline.sources.runner import EachDbRunner, run_each_source, select_da
 
 SQL_DIR = Path(__file__).parent / "sql"
 LABELS_SQL = (SQL_DIR / "planted_labels.sql").read_text()
+PLANTED_DAYS_SQL = (SQL_DIR / "planted_days.sql").read_text()
 LABEL_SCORES_SQL = (SQL_DIR / "label_scores.sql").read_text()
 
 
@@ -50,13 +52,28 @@ def read_planted_labels(runners: Sequence[EachDbRunner]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def score_against_labels(con: duckdb.DuckDBPyConnection, labels: pd.DataFrame) -> pd.DataFrame:
-    """Per detector: tp, fp, fn, tn over the scored customer-days, precision, recall and F1."""
+def planted_days(con: duckdb.DuckDBPyConnection, labels: pd.DataFrame) -> pd.DataFrame:
+    """(partition_key, day) of every planted label whose customer the warehouse holds."""
     con.register("planted_label_rows", labels)
+    try:
+        return con.execute(PLANTED_DAYS_SQL).df()
+    finally:
+        con.unregister("planted_label_rows")
+
+
+def days_by_customer(days: pd.DataFrame) -> dict[str, np.ndarray]:
+    """``planted_days`` as the protocol takes them: per customer key, its days."""
+    return {key: rows["day"].to_numpy(dtype="datetime64[D]") for key, rows in days.groupby("partition_key")}
+
+
+def score_against_labels(con: duckdb.DuckDBPyConnection, days: pd.DataFrame) -> pd.DataFrame:
+    """Per detector: tp, fp, fn, tn over the scored customer-days against ``planted_days``,
+    precision, recall and F1."""
+    con.register("planted_days", days)
     try:
         table = con.execute(LABEL_SCORES_SQL).df()
     finally:
-        con.unregister("planted_label_rows")
+        con.unregister("planted_days")
     with np.errstate(divide="ignore", invalid="ignore"):
         table["precision"] = table["tp"] / (table["tp"] + table["fp"])
         table["recall"] = table["tp"] / (table["tp"] + table["fn"])

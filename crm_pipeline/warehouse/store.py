@@ -66,6 +66,11 @@ class SchemaDriftError(ValueError):
     """A source returned rows that do not fit the entity's columns; names the culprit."""
 
 
+def table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The tables of the warehouse: what a step checks before reading a table an earlier asset makes."""
+    return {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+
+
 def create_raw_table_sql(entity: Entity) -> str:
     """DDL of one entity: rows in ``raw_store.<entity>``, the committed ones in view ``raw.<entity>``.
 

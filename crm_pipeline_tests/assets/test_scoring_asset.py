@@ -8,6 +8,7 @@ from crm_pipeline.assets.explanations import tree_explanations
 from crm_pipeline.assets.scoring import anomaly_scores
 from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
 from crm_pipeline.resources import SourceResource, WarehouseResource
+from crm_pipeline_tests.evaluation.test_labels import label_db
 from crm_pipeline_tests.helpers import count, failure_message, range_tags
 
 KEYS = ["db1.CLEAN", "db1.SHORT", "db1.SPIKY"]
@@ -86,8 +87,12 @@ def test_batch_of_no_customers_is_refused_before_any_work(planted_copy, instance
 
 
 def test_detector_evaluation_asset_shows_both_tables(planted_copy, instance, tmp_path):
+    """With the source's planted labels: their days are left out of the protocol's false
+    positives, the strict precision is shown beside, and the scores are counted against them."""
+    label_db(tmp_path, "db1", [("transactions", f"t{i}", "SPIKY", str(d), "spike")
+                               for i, d in enumerate(planted_copy.spike_days)])  # fmt: skip
     config = {"customers": 2, "detectors": [{"name": "kmeans"}, {"name": "sgd"}], "measures": ["amount_out"],
-              "injections": 5, "workers": 1}  # fmt: skip
+              "injections": 5, "workers": 1, "planted_labels": True}  # fmt: skip
     result = materialize(
         [detector_evaluation],
         instance=instance,
@@ -103,6 +108,9 @@ def test_detector_evaluation_asset_shows_both_tables(planted_copy, instance, tmp
         "| kmeans" in md["table_3_unsupervised"].value and "| sgd/additive" in md["table_2_forecasting"].value
     )
     assert 0 <= md["best_recall"].value <= 1
+    assert md["planted_labels"].value == 3 and "left out of fp and tn" in md["counting"].value
+    assert md["best_precision_strict"].value <= md["best_precision"].value
+    assert "no anomaly_scores yet" in md["against_planted_labels"].value  # nothing scored in this warehouse
 
 
 def test_tree_explanations_follow_the_scores_in_one_run(planted_copy, instance):

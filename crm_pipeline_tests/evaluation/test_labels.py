@@ -5,7 +5,7 @@ import sqlite3
 import pytest
 
 from crm_pipeline.detectors.scoring import DetectorSpec, score_customers
-from crm_pipeline.evaluation.labels import read_planted_labels, score_against_labels
+from crm_pipeline.evaluation.labels import planted_days, read_planted_labels, score_against_labels
 from crm_pipeline.sources.runner import ExtractionError
 from crm_pipeline_tests.helpers import sqlite_runner
 
@@ -33,7 +33,7 @@ def test_flags_counted_against_the_planted_days(planted_copy, tmp_path):
         score_customers(
             con, ["db1.CLEAN", "db1.SPIKY"], [DetectorSpec("kmeans")], "r", ["amount_out"], n_jobs=1
         )
-        [row] = score_against_labels(con, labels).to_dict("records")
+        [row] = score_against_labels(con, planted_days(con, labels)).to_dict("records")
     assert (row["detector"], row["tp"], row["fn"], row["labels_planted"]) == ("kmeans", 3, 0, 3)
     assert row["recall"] == 1.0 and row["precision"] == pytest.approx(3 / (3 + row["fp"]))
 

@@ -9,6 +9,7 @@ import pytest
 from crm_pipeline.cli import main
 from crm_pipeline.detectors.scoring import DetectorSpec
 from crm_pipeline.evaluation.protocol import (
+    COUNTS,
     Protocol,
     evaluate_customers,
     evaluation_customers,
@@ -16,7 +17,7 @@ from crm_pipeline.evaluation.protocol import (
     plan_injections,
     summarise,
 )
-from crm_pipeline.evaluation.report import best_detector, paper_table, result_line
+from crm_pipeline.evaluation.report import best_detector, paper_table, result_line, write_results
 from crm_pipeline.warehouse.customer_tables import register_run_customers
 
 PROTOCOL = Protocol(seed=3)
@@ -69,18 +70,46 @@ def test_counts_add_up_and_obvious_injections_are_found(planted):
     assert list(counts["partition_key"]) == ["db1.CLEAN", "db1.CLEAN"]  # db1.SHORT: too little history
     assert (counts["tp"] + counts["fn"] == 10).all()
     assert (counts[["tp", "fp", "tn", "fn"]].sum(axis=1) == 10 * held_out).all()
+    assert (counts[["fp_planted", "tn_planted"]] == 0).all(axis=None)  # no known anomalies given
     summary = summarise(counts)
     assert summary.set_index("detector").loc["sgd/additive_absolute", "recall"] >= 0.9
+
+
+def test_known_anomalous_days_are_no_false_positives(planted):
+    """The spiky customer's own spikes, flagged in the held-out part, are false positives for the
+    paper's counting; given as planted days, they move to fp_planted and nothing else changes."""
+    specs = [DetectorSpec("sgd", {"criterion": "additive_absolute"}), DetectorSpec("kmeans")]
+    with planted.warehouse.connect() as con:
+        strict, known = (
+            evaluate_customers(
+                con, ["db1.SPIKY"], specs, ["amount_out"], protocol=PROTOCOL, n_jobs=1, planted_days=days
+            ).set_index("detector")
+            for days in (None, {"db1.SPIKY": np.array(planted.spike_days)})
+        )
+    held_out = planted.spiky.days[int(len(planted.spiky) * 0.8) :]
+    spikes_held_out = int(np.isin(held_out, planted.spike_days).sum())
+    assert spikes_held_out >= 1
+    pd.testing.assert_frame_equal(known[["tp", "fn"]], strict[["tp", "fn"]])
+    pd.testing.assert_series_equal(known["fp"] + known["fp_planted"], strict["fp"], check_names=False)
+    pd.testing.assert_series_equal(known["tn"] + known["tn_planted"], strict["tn"], check_names=False)
+    # each copy counts each held-out spike once (unless it is the injected day)
+    assert (known["fp_planted"] + known["tn_planted"] >= 10 * spikes_held_out - 10).all()
+    sgd = known.loc["sgd/additive_absolute"]
+    assert sgd["fp_planted"] > 0  # the spikes are flagged: no longer false positives
+    [row] = summarise(known.loc[["sgd/additive_absolute"]].reset_index()).to_dict("records")
+    assert row["precision"] == pytest.approx(sgd["tp"] / (sgd["tp"] + sgd["fp"]))
+    assert row["precision_strict"] == pytest.approx(sgd["tp"] / (sgd["tp"] + sgd["fp"] + sgd["fp_planted"]))
+    assert row["precision"] > row["precision_strict"]
 
 
 def test_summary_rates_by_hand():
     counts = pd.DataFrame(
         [
-            ("a", "amount_out", "kmeans", "unsupervised", None, 8, 2, 88, 2),
-            ("b", "amount_out", "kmeans", "unsupervised", None, 10, 8, 80, 0),
-            ("c", "amount_out", "kmeans", "unsupervised", "DetectorError: short", 0, 0, 0, 0),
+            ("a", "amount_out", "kmeans", "unsupervised", None, 8, 2, 88, 2, 2, 8),
+            ("b", "amount_out", "kmeans", "unsupervised", None, 10, 8, 80, 0, 0, 0),
+            ("c", "amount_out", "kmeans", "unsupervised", "DetectorError: short", 0, 0, 0, 0, 0, 0),
         ],
-        columns=["partition_key", "measure", "detector", "family", "error", "tp", "fp", "tn", "fn"],
+        columns=["partition_key", "measure", "detector", "family", "error", *COUNTS],
     )
     [row] = summarise(counts).to_dict("records")
     assert (row["tp"], row["fp"], row["tn"], row["fn"], row["series"], row["failed"]) == (
@@ -92,13 +121,41 @@ def test_summary_rates_by_hand():
         1,
     )
     assert row["precision"] == pytest.approx(18 / 28) and row["recall"] == pytest.approx(18 / 20)
-    assert row["accuracy"] == pytest.approx(186 / 198)
+    assert row["precision_strict"] == pytest.approx(18 / 30)  # the 2 flags on planted days counted false
+    assert row["accuracy"] == pytest.approx(186 / 198)  # planted days left out
     assert row["f1"] == pytest.approx(2 * (18 / 28) * (18 / 20) / (18 / 28 + 18 / 20))
     assert "| kmeans" in paper_table(summarise(counts), "unsupervised")
     assert "no detector of this family" in paper_table(summarise(counts), "forecasting")
     assert result_line(best_detector(summarise(counts))) == (
-        "RESULT best_detector=kmeans measure=amount_out precision=0.643 recall=0.900 f1=0.750"
+        "RESULT best_detector=kmeans measure=amount_out precision=0.643 recall=0.900 f1=0.750 "
+        "precision_strict=0.600"
     )
+    assert "precision_strict" in paper_table(summarise(counts), "unsupervised")
+    unlabelled = summarise(counts.assign(fp_planted=0, tn_planted=0))
+    assert "precision_strict" not in paper_table(unlabelled, "unsupervised")
+
+
+def test_results_are_appended_to_a_table_written_before_the_planted_counts(tmp_path):
+    from crm_pipeline.warehouse.store import Warehouse
+
+    old_columns = (
+        "run_id VARCHAR, evaluated_at TIMESTAMP, family VARCHAR, detector VARCHAR, measure VARCHAR, "
+        "series INTEGER, failed INTEGER, tp BIGINT, fp BIGINT, tn BIGINT, fn BIGINT, accuracy DOUBLE, "
+        '"precision" DOUBLE, recall DOUBLE, f1 DOUBLE, protocol VARCHAR'
+    )
+    counts = pd.DataFrame(
+        [("a", "amount_out", "kmeans", "unsupervised", None, 8, 2, 88, 2, 2, 8)],
+        columns=["partition_key", "measure", "detector", "family", "error", *COUNTS],
+    )
+    with Warehouse(tmp_path / "w.duckdb").connect() as con:
+        con.execute(f"CREATE TABLE evaluation_results ({old_columns})")
+        con.execute("INSERT INTO evaluation_results (run_id, detector) VALUES ('old', 'kmeans')")
+        assert write_results(con, summarise(counts), "new", PROTOCOL) == 1
+        rows = con.execute(
+            "SELECT run_id, tp, fp_planted, tn_planted, round(precision_strict, 3) FROM evaluation_results "
+            "ORDER BY run_id"
+        ).fetchall()
+    assert rows == [("new", 8, 2, 8, 0.667), ("old", None, None, None, None)]  # 8 / (8 + 2 + 2)
 
 
 def test_evaluate_command_prints_both_tables_and_a_result_line(planted_copy, tmp_path, capsys):

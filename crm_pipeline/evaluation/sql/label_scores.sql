@@ -1,10 +1,7 @@
--- Each detector's flags in anomaly_scores against the planted labels (planted_label_rows:
--- source_db, customer_id, event_date). A customer-day counts once, flagged when the detector
--- flagged it on any measure. Only scored days count; labels outside them are reported apart.
-WITH labels AS (
-    SELECT DISTINCT k.partition_key, l.event_date::DATE AS day
-    FROM planted_label_rows AS l JOIN customer_keys AS k USING (source_db, customer_id)
-),
+-- Each detector's flags in anomaly_scores against the planted days (planted_days: partition_key,
+-- day). A customer-day counts once, flagged when the detector flagged it on any measure. Only
+-- scored days count; labels outside them are reported apart.
+WITH labels AS (SELECT partition_key, day FROM planted_days),
 scored AS (
     SELECT partition_key, detector, day, bool_or(flag) AS flag
     FROM anomaly_scores GROUP BY ALL

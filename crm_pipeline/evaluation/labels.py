@@ -39,8 +39,8 @@ class _Collect:
 
 
 def read_planted_labels(runners: Sequence[EachDbRunner]) -> pd.DataFrame:
-    """(source_db, customer_id, event_date, kind) of every planted anomaly in every database of
-    every source.
+    """(source_db, customer_id, event_date, kind, scope) of every planted anomaly in every
+    database of every source (scope: ``transactions`` or ``crm_events``).
 
     A database without an ``anomaly_labels`` table (anything but the demo) fails like any
     extraction, naming the database."""
@@ -48,12 +48,12 @@ def read_planted_labels(runners: Sequence[EachDbRunner]) -> pd.DataFrame:
     run_each_source([(runner, LABELS_SQL, ()) for runner in runners], sink, select_databases(runners))
     frames = [f for parts in sink.frames.values() for f in parts]
     if not frames:
-        return pd.DataFrame(columns=["customer_id", "event_date", "kind", "source_db"])
+        return pd.DataFrame(columns=["customer_id", "event_date", "kind", "scope", "source_db"])
     return pd.concat(frames, ignore_index=True)
 
 
 def planted_days(con: duckdb.DuckDBPyConnection, labels: pd.DataFrame) -> pd.DataFrame:
-    """(partition_key, day) of every planted label whose customer the warehouse holds."""
+    """(partition_key, scope, day) of every planted label whose customer the warehouse holds."""
     con.register("planted_label_rows", labels)
     try:
         return con.execute(PLANTED_DAYS_SQL).df()
@@ -62,13 +62,15 @@ def planted_days(con: duckdb.DuckDBPyConnection, labels: pd.DataFrame) -> pd.Dat
 
 
 def days_by_customer(days: pd.DataFrame) -> dict[str, np.ndarray]:
-    """``planted_days`` as the protocol takes them: per customer key, its days."""
-    return {key: rows["day"].to_numpy(dtype="datetime64[D]") for key, rows in days.groupby("partition_key")}
+    """``planted_days`` as the protocol takes them: per customer key, its transaction days (the
+    protocol injects into transaction measures)."""
+    transactions = days[days["scope"] == "transactions"].groupby("partition_key")
+    return {key: rows["day"].to_numpy(dtype="datetime64[D]") for key, rows in transactions}
 
 
 def score_against_labels(con: duckdb.DuckDBPyConnection, days: pd.DataFrame) -> pd.DataFrame:
-    """Per detector: tp, fp, fn, tn over the scored customer-days against ``planted_days``,
-    precision, recall and F1."""
+    """Per detector: tp, fp, fn, tn over the scored customer-days against the ``planted_days`` of
+    its scope, precision, recall and F1."""
     con.register("planted_days", days)
     try:
         table = con.execute(LABEL_SCORES_SQL).df()

@@ -18,11 +18,14 @@ import torch
 from scipy.stats import chi2
 
 from crm_pipeline.detectors.deep.models import DeepModel
-from crm_pipeline.detectors.deep.training import autocast, pad_groups
+from crm_pipeline.detectors.deep.training import CPU_GROUP_CHUNK, autocast, group_residuals, pad_groups
 
 #: Ridge added to the training errors' covariance (relative to its mean variance), so a
 #: customer with few events or a constant column still has an invertible covariance.
 COVARIANCE_RIDGE = 1e-3
+#: Windows scored in one pass on a GPU, and on the CPU: 32 windows for each of
+#: ``CPU_GROUP_CHUNK`` groups, about what a training step holds (a pass then stays in the cache).
+GPU_WINDOWS_PER_PASS, CPU_WINDOWS_PER_PASS = 32_768, 4_096
 
 
 @torch.no_grad()
@@ -31,22 +34,40 @@ def event_errors(
     windows: Sequence[np.ndarray],
     n_events: Sequence[int],
     device: torch.device,
-    windows_per_pass: int = 32_768,
+    windows_per_pass: int | None = None,
     mixed_precision: bool = False,
+    group_chunk: int | None = None,
 ) -> list[np.ndarray]:
     """Per group, the error vector of each event (n_events, F); NaN for events no residual
-    covers (the forecaster's first ``lookback`` events)."""
+    covers (the forecaster's first ``lookback`` events).
+
+    A pass holds ``windows_per_pass`` windows (default: ``CPU_WINDOWS_PER_PASS`` on the CPU,
+    ``GPU_WINDOWS_PER_PASS`` on a GPU). Groups given largest first (as training
+    orders them) are scored without their padding, and ``group_chunk`` groups at a time
+    (default: ``CPU_GROUP_CHUNK`` on the CPU, as in training):
+    each pass over a range of window positions runs only the groups of the chunk that still
+    have windows there (a prefix), so a few long customers do not make every group score
+    their length."""
     model.to(device).eval()
     stack, counts = pad_groups(windows, device)
     groups, longest, span, n_features = stack.shape
     rows = model.residuals(stack[:, :1]).shape[2]
-    chunk = max(1, windows_per_pass // groups)
-    squares = []
-    for start in range(0, longest, chunk):
-        with autocast(device, mixed_precision):
-            residuals = model.residuals(stack[:, start : start + chunk])
-        squares.append(residuals.float().pow(2).cpu())
-    squared = torch.cat(squares, dim=1).numpy()  # (G, longest, rows, F)
+    largest_first = bool((np.diff(counts) <= 0).all())
+    chunk = group_chunk or (CPU_GROUP_CHUNK if device.type == "cpu" else groups)
+    chunk = chunk if largest_first else groups
+    per_pass = windows_per_pass or (CPU_WINDOWS_PER_PASS if device.type == "cpu" else GPU_WINDOWS_PER_PASS)
+    squared = np.zeros((groups, longest, rows, n_features), dtype=np.float32)
+    for low in range(0, groups, chunk):
+        high = min(groups, low + chunk)
+        parameters = {name: p[low:high] for name, p in model.named_parameters()}
+        start = 0
+        while start < counts[low:high].max():
+            active = int((counts[low:high] > start).sum()) if largest_first else high - low
+            stop = start + max(1, per_pass // active)
+            with autocast(device, mixed_precision):
+                residuals = group_residuals(model, parameters, stack[low : low + active, start:stop])
+            squared[low : low + active, start:stop] = residuals.float().pow(2).cpu().numpy()
+            start = stop
     result = []
     for g, (count, events) in enumerate(zip(counts, n_events, strict=True)):
         best = np.full((events, n_features), np.inf)

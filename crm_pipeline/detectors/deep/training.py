@@ -15,12 +15,69 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
 
 from crm_pipeline.detectors.deep.models import DeepModel
 
 #: Called after every epoch with (epoch, epochs, mean loss, windows per second).
 EpochProgress = Callable[[int, int, float, float], None]
 PERMUTATION_SEED_OFFSET = 1_000_003
+#: On the CPU a step runs through the active groups this many at a time, so that a step's
+#: tensors stay in the cache.
+CPU_GROUP_CHUNK = 128
+
+
+class _Residuals(nn.Module):
+    """``model.residuals`` as a module's forward, so ``functional_call`` can run it on a chunk
+    of groups with that chunk's parameter slices."""
+
+    def __init__(self, model: DeepModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        return self.model.residuals(windows)
+
+
+def group_residuals(
+    model: DeepModel, parameters: dict[str, torch.Tensor], windows: torch.Tensor
+) -> torch.Tensor:
+    """``model.residuals(windows)`` computed with ``parameters`` (each a slice of groups of the
+    model's parameter of that name) in place of the model's own."""
+    renamed = {f"model.{name}": p for name, p in parameters.items()}
+    return torch.func.functional_call(_Residuals(model), renamed, (windows,))
+
+
+def chunk_gradients(
+    model: DeepModel,
+    windows: torch.Tensor,
+    weight: torch.Tensor,
+    chunk: int,
+    device: torch.device,
+    mixed_precision: bool = False,
+) -> torch.Tensor:
+    """Set every parameter's gradient for the first ``len(windows)`` groups of the loss (sum over
+    groups of the weighted mean square residual), ``chunk`` groups at a time, and return each
+    window's mean square residual (groups x windows).
+
+    Each chunk runs on detached slices of the parameters (``functional_call``), so its backward
+    writes that chunk's gradients only, not a zero-filled gradient of every group."""
+    named = list(model.named_parameters())
+    active = len(windows)
+    for _, p in named:
+        p.grad = torch.zeros_like(p) if active < p.shape[0] else torch.empty_like(p)
+    per_window = []
+    for start in range(0, active, chunk):
+        stop = min(active, start + chunk)
+        leaves = {name: p[start:stop].detach().requires_grad_() for name, p in named}
+        with autocast(device, mixed_precision):
+            residuals = group_residuals(model, leaves, windows[start:stop])
+        squares = residuals.float().pow(2).mean(dim=(2, 3)) * weight[start:stop]
+        loss = (squares.sum(dim=1) / weight[start:stop].sum(dim=1)).sum()
+        for (_, p), grad in zip(named, torch.autograd.grad(loss, list(leaves.values())), strict=True):
+            p.grad[start:stop] = grad
+        per_window.append(squares.detach())
+    return torch.cat(per_window)
 
 
 class GroupAdam:
@@ -93,8 +150,11 @@ def train_groups(
     device: torch.device,
     mixed_precision: bool = False,
     progress: EpochProgress | None = None,
+    group_chunk: int | None = None,
 ) -> TrainingLog:
-    """Train ``model`` (one group per entry of ``windows``, largest first) on its windows."""
+    """Train ``model`` (one group per entry of ``windows``, largest first) on its windows,
+    ``group_chunk`` groups at a time within a step (default: ``CPU_GROUP_CHUNK`` on the CPU,
+    all of them on a GPU, where one large product beats several small ones)."""
     counts = np.array([len(w) for w in windows])
     if len(windows) != model.groups or len(group_seeds) != model.groups:
         raise ValueError(f"{model.groups} groups in the model, {len(windows)} window sets given")
@@ -107,6 +167,7 @@ def train_groups(
     generators = [torch.Generator().manual_seed(int(s) + PERMUTATION_SEED_OFFSET) for s in group_seeds]
     optimizer = GroupAdam(list(model.parameters()), learning_rate)
     rows = torch.arange(model.groups, device=device).unsqueeze(1)
+    chunk = group_chunk or (CPU_GROUP_CHUNK if device.type == "cpu" else model.groups)
     log = TrainingLog()
     started = time.perf_counter()
     for epoch in range(1, epochs + 1):
@@ -121,14 +182,10 @@ def train_groups(
         for s, active in enumerate(active_at.tolist()):
             cols = slice(s * batch_size, (s + 1) * batch_size)
             index, weight = order[:active, cols], valid[:active, cols].float()
-            with autocast(device, mixed_precision):
-                residuals = model.residuals(stack[rows[:active], index])
-            per_window = residuals.float().pow(2).mean(dim=(2, 3)) * weight
-            loss = (per_window.sum(dim=1) / weight.sum(dim=1)).sum()
-            optimizer.zero_grad()
-            loss.backward()
+            windows_now = stack[rows[:active], index]
+            per_window = chunk_gradients(model, windows_now, weight, chunk, device, mixed_precision)
             optimizer.step(active)
-            loss_sums[:active] += per_window.detach().sum(dim=1).double()
+            loss_sums[:active] += per_window.sum(dim=1).double()
         group_losses = loss_sums.cpu().numpy() / counts
         mean_loss = float(loss_sums.sum().item() / counts.sum())
         log.epoch_losses.append(mean_loss)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from crm_pipeline.detectors.deep.data import DEEP_COLUMNS, CustomerEvents, RangeScaler, sliding_windows
+from crm_pipeline.detectors.deep.errors import event_errors
 from crm_pipeline.detectors.deep.fit import DeepSettings, score_events, train_deep
 from crm_pipeline.detectors.deep.models import build_model
 from crm_pipeline.detectors.deep.training import train_groups
@@ -31,14 +32,16 @@ def windows_of(customers, span):
     return [sliding_windows(RangeScaler.fit(c.values).transform(c.values), span) for c in customers]
 
 
+@pytest.mark.parametrize("group_chunk", [None, 2])
 @pytest.mark.parametrize("kind", ["deepant", "lstm_autoencoder"])
-def test_batched_training_equals_a_loop_of_single_trainings(kind):
+def test_batched_training_equals_a_loop_of_single_trainings(kind, group_chunk):
+    """All groups in one pass, or two at a time within each step (as the CPU runs thousands)."""
     customers = [events("a", 90, 1), events("b", 60, 2), events("c", 30, 3)]
     seeds = [11, 22, 33]
     span = build_model(kind, [0], n_features=7).span
     windows = windows_of(customers, span)
     together = build_model(kind, seeds, n_features=7)
-    log = train_groups(together, windows, seeds, 3, 16, 1e-3, CPU)
+    log = train_groups(together, windows, seeds, 3, 16, 1e-3, CPU, group_chunk=group_chunk)
     for g, seed in enumerate(seeds):
         alone = build_model(kind, [seed], n_features=7)
         alone_log = train_groups(alone, [windows[g]], [seed], 3, 16, 1e-3, CPU)
@@ -126,3 +129,20 @@ def test_scaling_keeps_an_outlier_at_its_size_and_a_constant_column_at_zero():
 def test_bad_settings_fail_before_any_work(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DeepSettings(**kwargs)
+
+
+@pytest.mark.parametrize("kind", ["deepant", "lstm_autoencoder"])
+@pytest.mark.parametrize("sizes", [(90, 60, 30), (30, 90, 60)], ids=["largest-first", "any-order"])
+def test_event_errors_of_a_stack_equal_each_group_alone(kind, sizes):
+    """Scored together in small passes, two groups at a time (groups largest first skip their
+    padding), every group's event errors are what its own model gives alone."""
+    seeds = [11, 22, 33]
+    customers = [events(k, n, s) for k, n, s in zip("abc", sizes, seeds, strict=True)]
+    span = build_model(kind, [0], n_features=7).span
+    windows = windows_of(customers, span)
+    stacked = build_model(kind, seeds, n_features=7)
+    together = event_errors(stacked, windows, list(sizes), CPU, windows_per_pass=40, group_chunk=2)
+    for g, seed in enumerate(seeds):
+        [alone] = event_errors(build_model(kind, [seed], n_features=7), [windows[g]], [sizes[g]], CPU)
+        np.testing.assert_allclose(together[g], alone, rtol=1e-4, atol=1e-6)
+        assert np.isfinite(alone[span:]).all()

@@ -127,9 +127,9 @@ def evaluate_series(
             detector.fit(frame[:split])
             for day, copy in copies:
                 flags = detector.detect(copy[split:]).flag
-                injected = np.zeros(len(flags), dtype=bool)
-                injected[int(np.searchsorted(copy.days[split:], day))] = True
-                hit = bool(flags[injected][0])
+                at = int(np.searchsorted(copy.days[split:], day))
+                hit = bool(flags[at])
+                injected = np.arange(len(flags)) == at
                 normal, known = ~injected & ~planted, ~injected & planted
                 row["tp"] += hit
                 row["fn"] += not hit

@@ -54,12 +54,12 @@ def run_evaluation(
     ``anomaly_scores`` is counted against them. A warehouse without features or without a
     customer with enough history raises ``ValueError`` saying so."""
     labels = read_planted_labels(labels_from) if labels_from is not None else None
-    days = planted_days(con, labels) if labels is not None else None
     keys = evaluation_customers(con, customers, protocol.seed)
     if not keys:
         raise ValueError(
             "no customer with enough history (customer_history): materialize customer_series first"
         )
+    days = planted_days(con, labels) if labels is not None else None
     counts = evaluate_customers(
         con,
         keys,

@@ -178,3 +178,19 @@ def test_an_empty_warehouse_is_named_not_a_catalog_error(tmp_path):
         pytest.raises(ValueError, match="no customer_history or lag_features yet"),
     ):
         evaluation_customers(con, 5)
+
+
+def test_labels_on_an_empty_warehouse_name_what_is_missing(tmp_path):
+    """With labels asked for, an empty warehouse still names its missing features."""
+    from crm_pipeline.evaluation.run import run_evaluation
+    from crm_pipeline.warehouse.store import Warehouse
+    from crm_pipeline_tests.evaluation.test_labels import label_db
+    from crm_pipeline_tests.helpers import sqlite_runner
+
+    label_db(tmp_path, "db1", [("transactions", "t1", "X", "2019-01-02", "spike")])
+    with (
+        Warehouse(tmp_path / "empty.duckdb").connect() as con,
+        pytest.raises(ValueError, match="no customer_history or lag_features yet"),
+    ):
+        run_evaluation(con, [DetectorSpec("kmeans")], PROTOCOL, "r", 2, ["amount_out"],
+                       labels_from=[sqlite_runner(tmp_path)])  # fmt: skip

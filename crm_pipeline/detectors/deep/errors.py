@@ -18,7 +18,7 @@ import torch
 from scipy.stats import chi2
 
 from crm_pipeline.detectors.deep.models import DeepModel
-from crm_pipeline.detectors.deep.training import CPU_GROUP_CHUNK, autocast, group_residuals, pad_groups
+from crm_pipeline.detectors.deep.training import autocast, group_chunk_for, group_residuals, pad_groups
 
 #: Ridge added to the training errors' covariance (relative to its mean variance), so a
 #: customer with few events or a constant column still has an invertible covariance.
@@ -44,7 +44,7 @@ def event_errors(
     A pass holds ``windows_per_pass`` windows (default: ``CPU_WINDOWS_PER_PASS`` on the CPU,
     ``GPU_WINDOWS_PER_PASS`` on a GPU). Groups given largest first (as training
     orders them) are scored without their padding, and ``group_chunk`` groups at a time
-    (default: ``CPU_GROUP_CHUNK`` on the CPU, as in training):
+    (default: ``group_chunk_for``, as in training):
     each pass over a range of window positions runs only the groups of the chunk that still
     have windows there (a prefix), so a few long customers do not make every group score
     their length."""
@@ -53,8 +53,7 @@ def event_errors(
     groups, longest, span, n_features = stack.shape
     rows = model.residuals(stack[:, :1]).shape[2]
     largest_first = bool((np.diff(counts) <= 0).all())
-    chunk = group_chunk or (CPU_GROUP_CHUNK if device.type == "cpu" else groups)
-    chunk = chunk if largest_first else groups
+    chunk = group_chunk_for(device, groups, group_chunk) if largest_first else groups
     per_pass = windows_per_pass or (CPU_WINDOWS_PER_PASS if device.type == "cpu" else GPU_WINDOWS_PER_PASS)
     squared = np.zeros((groups, longest, rows, n_features), dtype=np.float32)
     for low in range(0, groups, chunk):

@@ -27,6 +27,12 @@ PERMUTATION_SEED_OFFSET = 1_000_003
 CPU_GROUP_CHUNK = 128
 
 
+def group_chunk_for(device: torch.device, groups: int, requested: int | None = None) -> int:
+    """Groups computed together: ``requested``, else ``CPU_GROUP_CHUNK`` on the CPU and all of
+    them on a GPU, where one large product beats several small ones."""
+    return requested or (CPU_GROUP_CHUNK if device.type == "cpu" else groups)
+
+
 class _Residuals(nn.Module):
     """``model.residuals`` as a module's forward, so ``functional_call`` can run it on a chunk
     of groups with that chunk's parameter slices."""
@@ -153,8 +159,7 @@ def train_groups(
     group_chunk: int | None = None,
 ) -> TrainingLog:
     """Train ``model`` (one group per entry of ``windows``, largest first) on its windows,
-    ``group_chunk`` groups at a time within a step (default: ``CPU_GROUP_CHUNK`` on the CPU,
-    all of them on a GPU, where one large product beats several small ones)."""
+    ``group_chunk`` groups at a time within a step (default: ``group_chunk_for``)."""
     counts = np.array([len(w) for w in windows])
     if len(windows) != model.groups or len(group_seeds) != model.groups:
         raise ValueError(f"{model.groups} groups in the model, {len(windows)} window sets given")
@@ -167,7 +172,7 @@ def train_groups(
     generators = [torch.Generator().manual_seed(int(s) + PERMUTATION_SEED_OFFSET) for s in group_seeds]
     optimizer = GroupAdam(list(model.parameters()), learning_rate)
     rows = torch.arange(model.groups, device=device).unsqueeze(1)
-    chunk = group_chunk or (CPU_GROUP_CHUNK if device.type == "cpu" else model.groups)
+    chunk = group_chunk_for(device, model.groups, group_chunk)
     log = TrainingLog()
     started = time.perf_counter()
     for epoch in range(1, epochs + 1):

@@ -9,7 +9,7 @@ its train step is wrapped to time the epochs and to tell training from scoring.
 
 ``windows.npy`` holds (n, span, 7) float32 windows; the first 10 rows of each are the input,
 row 11 the next event (the CNN's target). Last line: JSON with the epoch seconds, the epoch
-losses, the scoring seconds, the process's peak memory and its memory before the data.
+losses, the scoring seconds, the process's peak memory, and its memory before and after loading the windows.
 """
 
 import contextlib
@@ -41,8 +41,9 @@ class EpochLines(io.TextIOBase):
 
 def main() -> None:
     kind, path, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    base = peak_rss_mb()  # the interpreter with torch and msda loaded, before any data
+    before_data = peak_rss_mb()  # the interpreter with torch and msda loaded
     windows = np.load(path)
+    base = peak_rss_mb()  # … and the windows
     x, y = windows[:, :LOOKBACK], windows[:, LOOKBACK] if windows.shape[1] > LOOKBACK else None
     steps_per_epoch = -(-len(x) // 32)
     stamps: list[float] = []
@@ -79,6 +80,7 @@ def main() -> None:
                 "score_s": finished - stamps[-1],
                 "peak_mb": peak_rss_mb(),
                 "base_mb": base,
+                "before_data_mb": before_data,
             }
         )
     )

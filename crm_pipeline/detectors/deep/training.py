@@ -10,6 +10,7 @@ the cost of one batched step per step of the largest customer.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -120,8 +121,16 @@ class GroupAdam:
 
 
 def pad_groups(windows: Sequence[np.ndarray], device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
-    """Stack per-group windows (n_g, span, F) into one zero-padded tensor (G, max n, span, F)."""
+    """Stack per-group windows (n_g, span, F) into one zero-padded tensor (G, max n, span, F).
+
+    One group (a global model) needs no padding: on the CPU its windows are used in place, not
+    copied (the pooled windows are the largest array of a global training). The tensor is only
+    read, so a read-only view (``sliding_windows``) is fine."""
     counts = np.array([len(w) for w in windows])
+    if len(windows) == 1 and windows[0].dtype == np.float32:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(windows[0]).unsqueeze(0).to(device), counts
     span, n_features = windows[0].shape[1:]
     stacked = np.zeros((len(windows), int(counts.max()), span, n_features), dtype=np.float32)
     for g, w in enumerate(windows):

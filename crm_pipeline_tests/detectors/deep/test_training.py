@@ -9,7 +9,7 @@ from crm_pipeline.detectors.deep.data import DEEP_COLUMNS, CustomerEvents, Range
 from crm_pipeline.detectors.deep.errors import event_errors
 from crm_pipeline.detectors.deep.fit import DeepSettings, score_events, train_deep
 from crm_pipeline.detectors.deep.models import build_model
-from crm_pipeline.detectors.deep.training import train_groups
+from crm_pipeline.detectors.deep.training import pad_groups, train_groups
 
 CPU = torch.device("cpu")
 
@@ -146,3 +146,16 @@ def test_event_errors_of_a_stack_equal_each_group_alone(kind, sizes):
         [alone] = event_errors(build_model(kind, [seed], n_features=7), [windows[g]], [sizes[g]], CPU)
         np.testing.assert_allclose(together[g], alone, rtol=1e-4, atol=1e-6)
         assert np.isfinite(alone[span:]).all()
+
+
+def test_one_group_is_read_in_place_and_several_are_padded():
+    """A global model's pooled windows (often the largest array of a run) are not copied on the
+    CPU, read-only sliding views included; several groups get a zero-padded stack."""
+    [pooled] = windows_of([events("a", 60, 1)], 11)
+    stack, counts = pad_groups([pooled], CPU)
+    assert not pooled.flags.writeable and np.shares_memory(stack.numpy(), pooled)
+    torch.testing.assert_close(stack[0], torch.from_numpy(np.array(pooled)))
+    two = windows_of([events("a", 60, 1), events("b", 40, 2)], 11)
+    stack, counts = pad_groups(two, CPU)
+    assert stack.shape == (2, 50, 11, 7) and list(counts) == [50, 30]
+    assert not np.shares_memory(stack.numpy(), two[0]) and not stack[1, 30:].any()

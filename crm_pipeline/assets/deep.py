@@ -173,7 +173,8 @@ class DeepScoringConfig(Config):
         default_factory=lambda: sorted(MODELS), description="Which trained models score."
     )
     version: str | None = Field(
-        None, description="A registered version (one model only); default the newest."
+        None,
+        description="A registered version (one model only); default: each customer's newest version.",
     )
 
 
@@ -199,8 +200,9 @@ def deep_anomaly_scores(
     warehouse: WarehouseResource,
     compute: ComputeDeviceResource,
 ) -> MaterializeResult:
-    """Every CRM event of the run's customers scored by the newest registered deep models:
-    score 0..1, severity (thresholds reached), confidence, in ``anomaly_scores``."""
+    """Every CRM event of the run's customers scored by the deep models (each customer by the
+    newest registered version trained on it): score 0..1, severity (thresholds reached),
+    confidence, in ``anomaly_scores``."""
     keys = list(context.partition_keys)
     if config.version and len(config.models) != 1:
         raise Failure("deep_anomaly_scores: a version names one model's version: choose one model")
@@ -213,14 +215,15 @@ def deep_anomaly_scores(
         written = 0
         for model in config.models:
             try:
-                version, rows, missing = score_and_write(
+                versions, rows, missing = score_and_write(
                     con, keys, model, device, context.run.run_id, config.version
                 )
             except (LookupError, FileNotFoundError, ValueError) as exc:
                 raise Failure(f"deep_anomaly_scores: {model}: {exc}") from exc
             context.log.info(
-                "%s %s: %d events scored, %d customers not scored", model, version, rows, len(missing)
-            )
+                "%s (version %s): %d events scored, %d customers not scored",
+                model, ", ".join(versions), rows, len(missing),
+            )  # fmt: skip
             written += rows
             unscored |= {f"{k} ({model})": r for k, r in missing.items()}
         metadata = {

@@ -159,4 +159,5 @@ def series_progress(context: AssetExecutionContext, detector: str) -> Callable[[
 
 def log_runs(context: AssetExecutionContext, runs: Sequence[ExplanationRun]) -> None:
     for run in runs:
-        context.log.info("%s %s: %d explained in %.1fs", run.detector, run.version, run.events, run.seconds)
+        versions = ", ".join(run.versions) or "not scored"
+        context.log.info("%s (%s): %d explained in %.1fs", run.detector, versions, run.events, run.seconds)

@@ -37,7 +37,7 @@ RENAMED = {"explained_error": "explained_output", "expected_error": "expected_ou
 PROGRESS_EVERY = 25
 ROW_COLUMNS = (
     "partition_key", "record_id", "day", "column_name", "step", "shap_value", "explained_output",
-    "expected_output",
+    "expected_output", "model_version",
 )  # fmt: skip
 
 
@@ -60,20 +60,21 @@ class ExplanationRun:
     """What one detector's explanation run did."""
 
     detector: str
-    version: str | None
+    versions: tuple[str, ...]
     events: int
     rows: int
     seconds: float
 
 
-def newest_scored_version(con: duckdb.DuckDBPyConnection, detector: str) -> str | None:
-    """The model version whose scores of the run's customers are in ``anomaly_scores``."""
+def scored_versions(con: duckdb.DuckDBPyConnection, detector: str) -> list[str]:
+    """The model versions whose scores of the run's customers are in ``anomaly_scores`` (one
+    per customer; several when a backfill trained some customers apart)."""
     rows = con.execute(
-        "SELECT max(model_version) FROM anomaly_scores JOIN run_customers USING (partition_key) "
-        "WHERE detector = ? AND measure = 'crm_events'",
+        "SELECT DISTINCT model_version FROM anomaly_scores JOIN run_customers USING (partition_key) "
+        "WHERE detector = ? AND measure = 'crm_events' ORDER BY 1",
         [detector],
     ).fetchall()
-    return rows[0][0]
+    return [v for (v,) in rows]
 
 
 def explain_customers(
@@ -88,15 +89,47 @@ def explain_customers(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExplanationRun:
-    """Explain each customer's top flagged events of ``detector`` (the version that scored
-    them) and replace the customers' SHAP rows of that detector."""
+    """Explain each customer's top flagged events of ``detector`` with the version that scored
+    them, and replace the customers' SHAP rows of that detector."""
     started = time.perf_counter()
     ensure_table(con)
     register_run_customers(con, partition_keys)
-    version = newest_scored_version(con, detector)
-    if version is None:
-        _replace(con, detector, _rows([]), run_id)
-        return ExplanationRun(detector, None, 0, 0, time.perf_counter() - started)
+    versions = scored_versions(con, detector)
+    frames, events_explained, explainer = [], 0, ""
+    for version in versions:
+        explanations, explainer = _explain_version(
+            con,
+            partition_keys,
+            detector,
+            version,
+            device,
+            min_severity,
+            per_customer,
+            background,
+            seed,
+            progress,
+        )
+        frames.append(_rows(explanations).assign(model_version=version))
+        events_explained += sum(len(e.record_ids) for e in explanations)
+    frame = pd.concat(frames) if frames else _rows([])
+    rows = _replace(con, detector, frame, run_id, explainer)
+    return ExplanationRun(detector, tuple(versions), events_explained, rows, time.perf_counter() - started)
+
+
+def _explain_version(
+    con: duckdb.DuckDBPyConnection,
+    partition_keys: Sequence[str],
+    detector: str,
+    version: str,
+    device: torch.device,
+    min_severity: int,
+    per_customer: int,
+    background: int,
+    seed: int,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[list[Explanation], str]:
+    """The explanations of the events ``version`` flagged among the run's customers, and the
+    explainer's name."""
     flagged = con.execute(
         FLAGGED_SQL,
         {
@@ -125,10 +158,7 @@ def explain_customers(
             explanations.append(explain_events(trained, events, positions, device, background, seed))
         if progress:
             progress(done, len(customers))
-    explainer = "deep" if isinstance(trained.model, DeepAnt) else "gradient"
-    rows = _replace(con, detector, _rows(explanations), run_id, version, explainer)
-    events_explained = sum(len(e.record_ids) for e in explanations)
-    return ExplanationRun(detector, version, events_explained, rows, time.perf_counter() - started)
+    return explanations, "deep" if isinstance(trained.model, DeepAnt) else "gradient"
 
 
 def explain_tree_customers(
@@ -186,9 +216,9 @@ def explain_tree_customers(
             parts.append(part)
             if progress and (done % PROGRESS_EVERY == 0 or done == len(tasks)):
                 progress(done, len(tasks))
-    frame = pd.concat(parts) if parts else _rows([])
-    rows = _replace(con, label, frame, run_id, version, f"tree:{EXPLAINED_OUTPUT[spec.name]}")
-    return ExplanationRun(label, version, len(flagged), rows, time.perf_counter() - started)
+    frame = (pd.concat(parts) if parts else _rows([])).assign(model_version=version)
+    rows = _replace(con, label, frame, run_id, f"tree:{EXPLAINED_OUTPUT[spec.name]}")
+    return ExplanationRun(label, (version,), len(flagged), rows, time.perf_counter() - started)
 
 
 def _tree_rows(
@@ -252,10 +282,10 @@ def _replace(
     detector: str,
     frame: pd.DataFrame,
     run_id: str,
-    version: str | None = None,
     explainer: str = "",
 ) -> int:
-    """Replace the run customers' SHAP rows of ``detector`` with ``frame`` in one transaction."""
+    """Replace the run customers' SHAP rows of ``detector`` with ``frame`` (its rows carry the
+    model version that scored them) in one transaction."""
     with staged_transaction(con, new_shap=frame):
         con.execute(
             "DELETE FROM shap_values WHERE detector = ? "
@@ -263,8 +293,8 @@ def _replace(
             [detector],
         )
         written = con.execute(
-            "INSERT INTO shap_values SELECT partition_key, record_id, day::DATE, ?, ?, column_name, step, "
-            "shap_value, explained_output, expected_output, ?, ?, ? FROM new_shap",
-            [detector, version or "", explainer, run_id, datetime.now()],
+            "INSERT INTO shap_values SELECT partition_key, record_id, day::DATE, ?, model_version, "
+            "column_name, step, shap_value, explained_output, expected_output, ?, ?, ? FROM new_shap",
+            [detector, explainer, run_id, datetime.now()],
         ).fetchall()[0][0]
     return int(written)

@@ -77,7 +77,7 @@ def test_explanations_are_stored_replaced_and_reported(crm_planted_copy, tmp_pat
             run = explain_customers(con, KEYS, "deepant", CPU, run_id, min_severity=2, per_customer=3)
         assert run.events > 0 and run.rows == run.events * 11 * len(DEEP_COLUMNS)
         nothing = explain_customers(con, KEYS, "lstm_autoencoder", CPU, "explain-3")  # never scored
-        assert (nothing.version, nothing.rows) == (None, 0)
+        assert (nothing.versions, nothing.rows) == ((), 0)
         importance = column_importance(con)
         assert importance.iloc[0]["column_name"] == "quotation_subtotal_eur"
         report = write_report(con, tmp_path / "report", importance, importance_png(importance, "t"))
@@ -93,3 +93,20 @@ def test_explanations_are_stored_replaced_and_reported(crm_planted_copy, tmp_pat
         count(wh, "SELECT count(*) FROM shap_values WHERE record_id = ?", [crm_planted_copy.planted_record])
         > 0
     )
+
+
+def test_customers_scored_by_different_versions_are_each_explained_by_their_own(crm_planted_copy):
+    wh = crm_planted_copy.warehouse
+    train_and_register(wh, KEYS, DeepSettings(epochs=2, seed=1), CPU, "monthly")
+    train_and_register(wh, ["db1.ODD"], DeepSettings(epochs=2, seed=1), CPU, "backfill")
+    with wh.connect() as con:
+        versions, _, _ = score_and_write(con, KEYS, "deepant", CPU, "score")
+        run = explain_customers(con, KEYS, "deepant", CPU, "explain", min_severity=1, per_customer=2)
+        assert run.versions == tuple(versions) and len(versions) == 2
+        mismatched = (
+            "SELECT count(*) FROM shap_values AS s JOIN anomaly_scores AS a "
+            "ON a.partition_key = s.partition_key AND a.record_id = s.record_id AND a.detector = s.detector "
+            "WHERE s.model_version <> a.model_version"
+        )
+        assert con.execute(mismatched).fetchall() == [(0,)]
+        assert con.execute("SELECT count(DISTINCT model_version) FROM shap_values").fetchall() == [(2,)]

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from crm_pipeline.detectors.deep.models import build_model
 from crm_pipeline.detectors.deep.training import TrainingLog
 
 REGISTRY_SQL = (Path(__file__).parent / "sql" / "model_registry.sql").read_text()
+NEWEST_VERSIONS_SQL = (Path(__file__).parent / "sql" / "newest_versions.sql").read_text()
 FORMAT = 1
 
 
@@ -131,7 +133,7 @@ def save_model(
     con.execute(REGISTRY_SQL)
     try:
         con.execute(
-            "INSERT INTO model_registry VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+            "INSERT INTO model_registry VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?)",
             [
                 trained.settings.model,
                 version,
@@ -148,6 +150,7 @@ def save_model(
                 str(path),
                 json.dumps(list(trained.columns)),
                 run_id,
+                list(trained.customers),
             ],
         )
     except BaseException:
@@ -156,10 +159,11 @@ def save_model(
     return version, path
 
 
-def load_model(
+def registered_version(
     con: duckdb.DuckDBPyConnection, model: str, version: str | None = None
-) -> tuple[str, TrainedModel]:
-    """The registered ``version`` of ``model`` (the newest when None) and its weights."""
+) -> tuple[str, Path]:
+    """The registered ``version`` of ``model`` (the newest when None) and its file; a
+    ``LookupError`` says when there is none."""
     con.execute(REGISTRY_SQL)
     query = "SELECT version, path FROM model_registry WHERE model = ?"
     params: list[object] = [model]
@@ -170,10 +174,41 @@ def load_model(
     if not rows:
         wanted = f"version {version!r} of {model!r}" if version else f"trained {model!r} model"
         raise LookupError(f"model_registry has no {wanted}: run the deep training job first")
-    found, path = rows[0]
-    if not Path(path).exists():
+    return rows[0][0], Path(rows[0][1])
+
+
+def load_model(
+    con: duckdb.DuckDBPyConnection, model: str, version: str | None = None
+) -> tuple[str, TrainedModel]:
+    """The registered ``version`` of ``model`` (the newest when None) and its weights."""
+    found, path = registered_version(con, model, version)
+    if not path.exists():
         raise FileNotFoundError(f"model {found} is registered at {path}, but the file is gone")
     return found, from_payload(torch.load(path, weights_only=True))
+
+
+def newest_versions(
+    con: duckdb.DuckDBPyConnection, model: str, partition_keys: Sequence[str]
+) -> dict[str, str]:
+    """Each customer's newest registered version of ``model`` that was trained on it; customers
+    no version holds are left out. A backfill of a few customers makes a version of its own, and
+    the others keep being scored by the version that holds them."""
+    con.execute(REGISTRY_SQL)
+    _record_customer_keys(con, model)
+    rows = con.execute(NEWEST_VERSIONS_SQL, [list(partition_keys), model]).fetchall()
+    return dict(rows)
+
+
+def _record_customer_keys(con: duckdb.DuckDBPyConnection, model: str) -> None:
+    """Fill ``customer_keys`` of versions registered before the column existed, from their
+    files (once: the column is stored); a version whose file is gone stays unmatched."""
+    missing = con.execute(
+        "SELECT version, path FROM model_registry WHERE model = ? AND customer_keys IS NULL", [model]
+    ).fetchall()
+    for version, path in missing:
+        if Path(path).exists():
+            keys = torch.load(path, weights_only=True)["customers"]
+            con.execute("UPDATE model_registry SET customer_keys = ? WHERE version = ?", [keys, version])
 
 
 def check_columns(trained: TrainedModel, columns: tuple[str, ...], version: str) -> None:

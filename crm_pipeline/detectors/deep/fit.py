@@ -225,13 +225,13 @@ def score_events(
     span = trained.model.span
     unscored: dict[str, str] = {}
     ready = []
-    for c in customers:
-        if c.partition_key not in trained.groups:
+    for c in customers:  # too few events is the reason whichever version was asked
+        if reason := too_short(len(c), span):
+            unscored[c.partition_key] = reason
+        elif c.partition_key not in trained.groups:
             unscored[c.partition_key] = (
                 trained.skipped.get(c.partition_key) or "not trained in this model version"
             )
-        elif reason := too_short(len(c), span):
-            unscored[c.partition_key] = reason
         else:
             ready.append(c)
     results = []

@@ -13,7 +13,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from crm_pipeline.detectors.deep.artifacts import check_columns, load_model, models_dir, save_model
+from crm_pipeline.detectors.deep.artifacts import (
+    check_columns,
+    load_model,
+    models_dir,
+    newest_versions,
+    registered_version,
+    save_model,
+)
 from crm_pipeline.detectors.deep.data import DEEP_COLUMNS, load_events
 from crm_pipeline.detectors.deep.device import windows_within_budget
 from crm_pipeline.detectors.deep.fit import DeepSettings, EventScores, TrainedModel, score_events, train_deep
@@ -72,6 +79,16 @@ def _day(value: np.datetime64) -> date:
     return pd.Timestamp(value).date()
 
 
+@dataclass(frozen=True)
+class VersionScores:
+    """The events one model version scored, and the customers it could not score (why)."""
+
+    version: str
+    trained: TrainedModel
+    scores: list[EventScores]
+    unscored: dict[str, str]
+
+
 def score_and_write(
     con: duckdb.DuckDBPyConnection,
     partition_keys: Sequence[str],
@@ -79,60 +96,70 @@ def score_and_write(
     device: torch.device,
     run_id: str,
     version: str | None = None,
-) -> tuple[str, int, dict[str, str]]:
-    """Score the customers' events with a registered version (the newest by default) and
-    replace their rows of this detector; returns (version, rows written, unscored reasons)."""
-    found, trained = load_model(con, model, version)
-    check_columns(trained, DEEP_COLUMNS, found)
+) -> tuple[list[str], int, dict[str, str]]:
+    """Score the customers' events with a registered ``version``, or by default each customer
+    with the newest version trained on it (a customer no version holds goes to the newest
+    one, which says why it cannot score it), and replace their rows of this detector.
+    Returns (versions used, rows written, unscored reasons)."""
+    if version:
+        assigned = dict.fromkeys(partition_keys, version)
+    else:
+        newest, _ = registered_version(con, model)
+        assigned = {k: newest for k in partition_keys} | newest_versions(con, model, partition_keys)
     customers = load_events(con, partition_keys)
-    scores, unscored = score_events(trained, customers, device)
+    parts = []
+    for used in sorted(set(assigned.values())):
+        found, trained = load_model(con, model, used)
+        check_columns(trained, DEEP_COLUMNS, found)
+        mine = [c for c in customers if assigned[c.partition_key] == used]
+        scores, unscored = score_events(trained, mine, device)
+        parts.append(VersionScores(found, trained, scores, unscored))
     missing = set(partition_keys) - {c.partition_key for c in customers}
-    unscored.update(dict.fromkeys(sorted(missing), "no CRM events"))
-    written = write_event_scores(con, scores, unscored, trained, found, run_id)
-    return found, written, unscored
+    parts[-1].unscored.update(dict.fromkeys(sorted(missing), "no CRM events"))
+    written = write_event_scores(con, model, parts, run_id)
+    return [p.version for p in parts], written, {k: r for p in parts for k, r in p.unscored.items()}
 
 
 def write_event_scores(
-    con: duckdb.DuckDBPyConnection,
-    scores: Sequence[EventScores],
-    unscored: dict[str, str],
-    trained: TrainedModel,
-    version: str,
-    run_id: str,
+    con: duckdb.DuckDBPyConnection, detector: str, parts: Sequence[VersionScores], run_id: str
 ) -> int:
-    """Replace the run customers' rows of this deep detector in one transaction."""
-    detector, thresholds = trained.settings.model, trained.settings.thresholds
-    sizes = [len(s.score) for s in scores]
+    """Replace the run customers' rows of this deep detector in one transaction, each row with
+    the version (and its first threshold) that scored it."""
+    scores = [(p, s) for p in parts for s in p.scores]
+    sizes = [len(s.score) for _, s in scores]
     frame = pd.DataFrame(
         {
-            "partition_key": np.repeat([s.partition_key for s in scores], sizes),
-            "day": np.concatenate([s.dates for s in scores] or [np.empty(0, "datetime64[D]")]),
-            "record_id": np.concatenate([s.record_ids for s in scores] or [np.empty(0, object)]),
-            "score": np.concatenate([s.score for s in scores] or [np.empty(0)]),
-            "confidence": np.concatenate([s.confidence for s in scores] or [np.empty(0)]),
-            "severity": np.concatenate([s.severity for s in scores] or [np.empty(0, int)]),
+            "partition_key": np.repeat([s.partition_key for _, s in scores], sizes),
+            "day": np.concatenate([s.dates for _, s in scores] or [np.empty(0, "datetime64[D]")]),
+            "record_id": np.concatenate([s.record_ids for _, s in scores] or [np.empty(0, object)]),
+            "score": np.concatenate([s.score for _, s in scores] or [np.empty(0)]),
+            "confidence": np.concatenate([s.confidence for _, s in scores] or [np.empty(0)]),
+            "severity": np.concatenate([s.severity for _, s in scores] or [np.empty(0, int)]),
+            "threshold": np.repeat([p.trained.settings.thresholds[0] for p, _ in scores], sizes),
+            "model_version": np.repeat([p.version for p, _ in scores], sizes),
         }
     )
     summary = pd.DataFrame(
-        [_summary(s, detector, version, thresholds[0]) for s in scores]
+        [_summary(s, detector, p.version, p.trained.settings.thresholds[0]) for p, s in scores]
         + [
-            (key, MEASURE, detector, 0, 0, None, None, None, None, None, None, 0.0, reason, version)
-            for key, reason in unscored.items()
+            (key, MEASURE, detector, 0, 0, None, None, None, None, None, None, 0.0, reason, p.version)
+            for p in parts
+            for key, reason in p.unscored.items()
         ],
         columns=SUMMARY_COLUMNS,
     )
     now = datetime.now()
     con.execute(TABLES_SQL)
-    keys = sorted({s.partition_key for s in scores} | set(unscored))
+    keys = sorted({s.partition_key for _, s in scores} | {k for p in parts for k in p.unscored})
     scope = "partition_key IN (SELECT unnest(?::VARCHAR[])) AND detector = ? AND measure = ?"
     with staged_transaction(con, new_event_scores=frame, new_event_summary=summary):
         for table in ("anomaly_scores", "customer_anomalies"):
             con.execute(f"DELETE FROM {table} WHERE {scope}", [keys, detector, MEASURE])
         written = con.execute(
             f"INSERT INTO anomaly_scores ({SCORE_COLUMNS}, record_id, confidence, severity) "
-            "SELECT partition_key, ?, day::DATE, ?, score, ?, severity >= 1, ?, ?, ?, record_id, "
-            "confidence, severity FROM new_event_scores",
-            [MEASURE, detector, thresholds[0], version, run_id, now],
+            "SELECT partition_key, ?, day::DATE, ?, score, threshold, severity >= 1, model_version, ?, ?, "
+            "record_id, confidence, severity FROM new_event_scores",
+            [MEASURE, detector, run_id, now],
         ).fetchall()[0][0]
         con.execute("INSERT INTO customer_anomalies SELECT *, ?, ? FROM new_event_summary", [run_id, now])
     return int(written)

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from crm_pipeline.detectors.deep import artifacts
-from crm_pipeline.detectors.deep.artifacts import ModelMismatchError, check_columns, load_model
+from crm_pipeline.detectors.deep.artifacts import (
+    ModelMismatchError,
+    check_columns,
+    load_model,
+    newest_versions,
+)
 from crm_pipeline.detectors.deep.data import DEEP_COLUMNS, load_events
 from crm_pipeline.detectors.deep.device import DeviceUnavailableError, resolve_device
 from crm_pipeline.detectors.deep.fit import DeepSettings, score_events
@@ -47,8 +52,8 @@ def test_train_register_score_and_rescore_without_duplicates(crm_planted_copy):
         ).fetchall()
         assert row == [("deepant", "per_customer", 2, 1, 2 * (EVENTS - 10), 25, "cpu", row[0][-1])]
         for run_id in ("score-1", "score-2"):
-            version, written, unscored = score_and_write(con, KEYS, "deepant", CPU, run_id)
-        assert version == run.version and written == 2 * (EVENTS - 10)
+            versions, written, unscored = score_and_write(con, KEYS, "deepant", CPU, run_id)
+        assert versions == [run.version] and written == 2 * (EVENTS - 10)
         assert unscored["db1.FEW"].startswith("6 events")
     assert count(wh, "SELECT count(*) FROM anomaly_scores WHERE measure = 'crm_events'") == written
     assert count(wh, "SELECT count(DISTINCT run_id) FROM anomaly_scores") == 1
@@ -116,3 +121,34 @@ def test_cuda_on_a_machine_without_it_is_a_clear_error_or_the_cpu_when_allowed()
     with pytest.raises(DeviceUnavailableError, match="'cuda' was requested, but this machine has no CUDA"):
         resolve_device("cuda")
     assert resolve_device("cuda:0", fallback_to_cpu=True) == CPU
+
+
+def test_each_customer_is_scored_by_the_newest_version_trained_on_it(crm_planted_copy):
+    """A backfill that retrains one customer makes a version of its own: scoring the others
+    afterwards still uses the version that holds them, and each row names its version."""
+    wh = crm_planted_copy.warehouse
+    first = train_and_register(wh, KEYS, DeepSettings(epochs=2, seed=1), CPU, "monthly")
+    backfill = train_and_register(wh, ["db1.ODD"], DeepSettings(epochs=2, seed=1), CPU, "backfill")
+    with wh.connect() as con:
+        assert score_and_write(con, ["db1.STEADY"], "deepant", CPU, "s1")[:2] == (
+            [first.version],
+            EVENTS - 10,
+        )
+        versions, _, unscored = score_and_write(con, KEYS, "deepant", CPU, "s2")
+        assert versions == sorted([first.version, backfill.version])
+        assert unscored == {"db1.FEW": "6 events; at least 15 needed (look-back window of 11 + 4)"}
+        by_customer = con.execute(
+            "SELECT partition_key, list(DISTINCT model_version) FROM anomaly_scores GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        assert by_customer == [("db1.ODD", [backfill.version]), ("db1.STEADY", [first.version])]
+        # a registry written before customer_keys existed gets them from the weight files
+        con.execute("UPDATE model_registry SET customer_keys = NULL")
+        assert newest_versions(con, "deepant", KEYS) == {
+            "db1.ODD": backfill.version,
+            "db1.STEADY": first.version,
+        }
+        assert con.execute("SELECT count(*) FROM model_registry WHERE customer_keys IS NULL").fetchall() == [
+            (0,)
+        ]
+        pinned, _, unscored = score_and_write(con, KEYS, "deepant", CPU, "s3", backfill.version)
+        assert pinned == [backfill.version] and unscored["db1.STEADY"] == "not trained in this model version"

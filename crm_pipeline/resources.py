@@ -158,7 +158,11 @@ class ComputeDeviceResource(ConfigurableResource):
     )
     mixed_precision: bool = Field(True, description="bfloat16 autocast on CUDA (the CPU trains in float32)")
     gpu_memory_budget_gb: float = Field(
-        8.0, description="Most GPU memory one training step may take; customers train in chunks to fit"
+        8.0,
+        gt=0,
+        description="Most GPU memory (torch's tensors) a deep model may take in training or scoring: its "
+        "weights, optimizer state, a step and the windows. Customers train in chunks, a global model in "
+        "smaller batches, and windows that do not fit stay in host memory",
     )
 
     def torch_device(self) -> torch.device:

@@ -216,7 +216,7 @@ def deep_anomaly_scores(
         for model in config.models:
             try:
                 versions, rows, missing = score_and_write(
-                    con, keys, model, device, context.run.run_id, config.version
+                    con, keys, model, device, context.run.run_id, config.version, compute.gpu_memory_budget_gb
                 )
             except (LookupError, FileNotFoundError, ValueError) as exc:
                 raise Failure(f"deep_anomaly_scores: {model}: {exc}") from exc

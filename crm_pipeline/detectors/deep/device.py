@@ -1,10 +1,11 @@
-"""Which device trains the deep models, and how many windows fit its memory budget."""
+"""Which device trains the deep models, and what a model costs within a GPU memory budget."""
 
 from __future__ import annotations
 
 import torch
 
-from crm_pipeline.detectors.deep.models import DeepModel
+from crm_pipeline.detectors.deep.memory import MemoryBudget
+from crm_pipeline.detectors.deep.models import build_model
 from crm_pipeline.detectors.deep.training import autocast
 
 PROBE_WINDOWS = 1024
@@ -41,22 +42,29 @@ def resolve_device(requested: str = "auto", fallback_to_cpu: bool = False) -> to
     )
 
 
-def windows_within_budget(
-    model: DeepModel, n_features: int, device: torch.device, budget_gb: float, mixed_precision: bool
-) -> int | None:
-    """How many windows one training step may hold on ``device`` within ``budget_gb``, from the
-    peak memory of a probe step (None on the CPU: no budget applies there)."""
+def measure_budget(
+    kind: str, hyperparameters: dict[str, int], device: torch.device, budget_gb: float, mixed_precision: bool
+) -> MemoryBudget | None:
+    """``budget_gb`` with the costs of model ``kind`` on ``device``: per window, the larger of two
+    probe steps, one group (the fused kernels, cuDNN's workspace included) and two groups (the
+    batched path); None on the CPU, where no budget applies."""
     if device.type != "cuda":
         return None
-    probe = model.to(device)
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    windows = torch.rand(1, PROBE_WINDOWS, model.span, n_features, device=device)
-    with autocast(device, mixed_precision):
-        loss = probe.residuals(windows).float().pow(2).mean()
-    loss.backward()
-    per_window = SAFETY * (torch.cuda.max_memory_allocated(device) - before) / PROBE_WINDOWS
-    probe.zero_grad(set_to_none=True)
-    probe.cpu()
-    return max(PROBE_WINDOWS, int(budget_gb * 1024**3 / max(per_window, 1.0)))
+    per_window, weights = 1.0, 0
+    for groups in (1, 2):
+        probe = build_model(kind, list(range(groups)), **hyperparameters).to(device)
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        windows = torch.rand(groups, PROBE_WINDOWS // groups, probe.span, probe.n_features, device=device)
+        with autocast(device, mixed_precision):
+            loss = probe.residuals(windows).float().pow(2).mean()
+        loss.backward()
+        torch.cuda.synchronize(device)
+        per_window = max(
+            per_window, SAFETY * (torch.cuda.max_memory_allocated(device) - before) / PROBE_WINDOWS
+        )
+        weights = sum(p.numel() * p.element_size() for p in probe.parameters()) // groups
+        del probe, windows, loss
+    # per group: its weights, their gradients and Adam's two moments
+    return MemoryBudget(int(budget_gb * 1024**3), per_window, int(SAFETY * 4 * weights))

@@ -17,8 +17,15 @@ import numpy as np
 import torch
 from scipy.stats import chi2
 
+from crm_pipeline.detectors.deep.memory import MemoryBudget, data_device
 from crm_pipeline.detectors.deep.models import DeepModel
-from crm_pipeline.detectors.deep.training import autocast, group_chunk_for, group_residuals, pad_groups
+from crm_pipeline.detectors.deep.training import (
+    autocast,
+    group_chunk_for,
+    group_residuals,
+    pad_groups,
+    stacked_bytes,
+)
 
 #: Ridge added to the training errors' covariance (relative to its mean variance), so a
 #: customer with few events or a constant column still has an invertible covariance.
@@ -37,6 +44,7 @@ def event_errors(
     windows_per_pass: int | None = None,
     mixed_precision: bool = False,
     group_chunk: int | None = None,
+    budget: MemoryBudget | None = None,
 ) -> list[np.ndarray]:
     """Per group, the error vector of each event (n_events, F); NaN for events no residual
     covers (the forecaster's first ``lookback`` events).
@@ -47,14 +55,19 @@ def event_errors(
     (default: ``group_chunk_for``, as in training):
     each pass over a range of window positions runs only the groups of the chunk that still
     have windows there (a prefix), so a few long customers do not make every group score
-    their length."""
+    their length. Within a ``budget`` a pass holds no more than it allows, and the windows stay
+    in host memory when they do not fit on the device."""
     model.to(device).eval()
-    stack, counts = pad_groups(windows, device)
-    groups, longest, span, n_features = stack.shape
-    rows = model.residuals(stack[:, :1]).shape[2]
+    groups = len(windows)
+    per_pass = windows_per_pass or (CPU_WINDOWS_PER_PASS if device.type == "cpu" else GPU_WINDOWS_PER_PASS)
+    if budget is not None:
+        per_pass = budget.windows_per_pass(groups, per_pass)
+    on = data_device(budget, device, stacked_bytes(windows), groups, per_pass)
+    stack, counts = pad_groups(windows, on)
+    _, longest, span, n_features = stack.shape
+    rows = model.residuals(stack[:, :1].to(device)).shape[2]
     largest_first = bool((np.diff(counts) <= 0).all())
     chunk = group_chunk_for(device, groups, group_chunk) if largest_first else groups
-    per_pass = windows_per_pass or (CPU_WINDOWS_PER_PASS if device.type == "cpu" else GPU_WINDOWS_PER_PASS)
     squared = np.zeros((groups, longest, rows, n_features), dtype=np.float32)
     for low in range(0, groups, chunk):
         high = min(groups, low + chunk)
@@ -64,7 +77,9 @@ def event_errors(
             active = int((counts[low:high] > start).sum()) if largest_first else high - low
             stop = start + max(1, per_pass // active)
             with autocast(device, mixed_precision):
-                residuals = group_residuals(model, parameters, stack[low : low + active, start:stop])
+                residuals = group_residuals(
+                    model, parameters, stack[low : low + active, start:stop].to(device)
+                )
             squared[low : low + active, start:stop] = residuals.float().pow(2).cpu().numpy()
             start = stop
     result = []

@@ -19,6 +19,7 @@ import torch
 
 from crm_pipeline.detectors.deep.data import DEEP_COLUMNS, CustomerEvents, RangeScaler, sliding_windows
 from crm_pipeline.detectors.deep.errors import ErrorReference, event_errors, severity
+from crm_pipeline.detectors.deep.memory import MemoryBudget
 from crm_pipeline.detectors.deep.models import MODELS, DeepModel, build_model
 from crm_pipeline.detectors.deep.training import EpochProgress, TrainingLog, train_groups
 
@@ -92,24 +93,20 @@ def too_short(n_events: int, span: int) -> str | None:
     return None
 
 
-def _chunks(n_groups: int, batch: int, max_windows_per_step: int | None) -> list[slice]:
-    size = n_groups if max_windows_per_step is None else max(1, max_windows_per_step // batch)
-    return [slice(i, min(i + size, n_groups)) for i in range(0, n_groups, size)]
-
-
 def train_deep(
     customers: Sequence[CustomerEvents],
     settings: DeepSettings,
     device: torch.device,
     mixed_precision: bool = False,
-    max_windows_per_step: int | None = None,
+    budget: MemoryBudget | None = None,
     progress: Callable[[str], None] | None = None,
     columns: Sequence[str] = DEEP_COLUMNS,
 ) -> TrainedModel:
     """Train ``settings.model`` on the customers' events (``columns`` of their values);
     customers with too few are skipped (with the reason) and the rest go on.
-    ``max_windows_per_step`` caps memory: per-customer training runs in chunks of customers,
-    global training in smaller batches."""
+    Within a GPU memory ``budget`` per-customer training runs in chunks of customers (each
+    chunk trained and scored on its own), global training in smaller batches, and windows that
+    do not fit on the device stay in host memory."""
     started = time.perf_counter()
     hyper = {"n_features": len(columns), "lookback": settings.lookback}
     span = build_model(settings.model, [0], **hyper).span
@@ -126,7 +123,7 @@ def train_deep(
         return lambda e, n, loss, rate: say(f"{prefix}epoch {e}/{n} loss {loss:.5f} ({rate:,.0f} windows/s)")
 
     if settings.mode == "global":
-        batch = settings.batch if max_windows_per_step is None else min(settings.batch, max_windows_per_step)
+        batch = settings.batch if budget is None else budget.batch_for(settings.batch)
         order = [c.partition_key for c in usable]
         model = build_model(settings.model, [settings.seed], **hyper)
         pooled = np.concatenate([windows[k] for k in order])
@@ -140,14 +137,18 @@ def train_deep(
             device,
             mixed_precision,
             epoch_report(""),
+            budget=budget,
         )
         groups = dict.fromkeys(order, 0)
-        errors = {k: event_errors(model, [windows[k]], [len(scaled[k])], device)[0] for k in order}
+        errors = {
+            k: event_errors(model, [windows[k]], [len(scaled[k])], device, budget=budget)[0] for k in order
+        }
     else:
         order = sorted(windows, key=lambda k: (-len(windows[k]), k))
         seeds = [settings.group_seed(k) for k in order]
-        parts, logs = [], []
-        chunks = _chunks(len(order), settings.batch, max_windows_per_step)
+        parts, logs, per_group = [], [], []
+        size = len(order) if budget is None else budget.groups_per_step(len(order), settings.batch)
+        chunks = [slice(i, min(i + size, len(order))) for i in range(0, len(order), size)]
         for chunk in chunks:
             part = build_model(settings.model, seeds[chunk], **hyper)
             prefix = f"customers {chunk.start + 1}-{chunk.stop} of {len(order)}: " if len(chunks) > 1 else ""
@@ -162,16 +163,20 @@ def train_deep(
                     device,
                     mixed_precision,
                     epoch_report(prefix),
+                    budget=budget,
                 )
             )
-            parts.append(part)
+            mine = order[chunk]
+            per_group += event_errors(
+                part, [windows[k] for k in mine], [len(scaled[k]) for k in mine], device, budget=budget
+            )
+            parts.append(part.cpu())  # the next chunk gets the device to itself
         model = build_model(settings.model, seeds, **hyper)
         model.load_state_dict(
             {name: torch.cat([p.state_dict()[name].cpu() for p in parts]) for name in model.state_dict()}
         )
         training_log = _merge_logs(logs, [len(windows[k]) for k in order], chunks)
         groups = {k: g for g, k in enumerate(order)}
-        per_group = event_errors(model, [windows[k] for k in order], [len(scaled[k]) for k in order], device)
         errors = dict(zip(order, per_group, strict=True))
     references = {k: ErrorReference.fit(e) for k, e in errors.items()}
     return TrainedModel(
@@ -218,7 +223,10 @@ class EventScores:
 
 
 def score_events(
-    trained: TrainedModel, customers: Sequence[CustomerEvents], device: torch.device
+    trained: TrainedModel,
+    customers: Sequence[CustomerEvents],
+    device: torch.device,
+    budget: MemoryBudget | None = None,
 ) -> tuple[list[EventScores], dict[str, str]]:
     """Score every event of ``customers`` with ``trained``; returns the scores and, per
     customer that could not be scored, why (not in the model, too few events)."""
@@ -237,7 +245,9 @@ def score_events(
     results = []
     for c in ready:
         scaled = trained.scalers[c.partition_key].transform(c.values)
-        errors = customer_errors(trained, c.partition_key, sliding_windows(scaled, span), len(scaled), device)
+        errors = customer_errors(
+            trained, c.partition_key, sliding_windows(scaled, span), len(scaled), device, budget
+        )
         reference = trained.references[c.partition_key]
         score = reference.score(errors)
         covered = np.isfinite(score)
@@ -263,7 +273,12 @@ def customer_model(trained: TrainedModel, key: str) -> DeepModel:
 
 
 def customer_errors(
-    trained: TrainedModel, key: str, windows: np.ndarray, n_events: int, device: torch.device
+    trained: TrainedModel,
+    key: str,
+    windows: np.ndarray,
+    n_events: int,
+    device: torch.device,
+    budget: MemoryBudget | None = None,
 ) -> np.ndarray:
     """One customer's event errors through its own group of the model."""
-    return event_errors(customer_model(trained, key), [windows], [n_events], device)[0]
+    return event_errors(customer_model(trained, key), [windows], [n_events], device, budget=budget)[0]

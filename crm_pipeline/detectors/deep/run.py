@@ -22,9 +22,8 @@ from crm_pipeline.detectors.deep.artifacts import (
     save_model,
 )
 from crm_pipeline.detectors.deep.data import DEEP_COLUMNS, load_events
-from crm_pipeline.detectors.deep.device import windows_within_budget
+from crm_pipeline.detectors.deep.device import measure_budget
 from crm_pipeline.detectors.deep.fit import DeepSettings, EventScores, TrainedModel, score_events, train_deep
-from crm_pipeline.detectors.deep.models import build_model
 from crm_pipeline.detectors.scoring import SCORE_COLUMNS, SUMMARY_COLUMNS, TABLES_SQL
 from crm_pipeline.warehouse.customer_tables import staged_transaction
 from crm_pipeline.warehouse.store import Warehouse
@@ -64,9 +63,9 @@ def train_and_register(
             f"none of the {len(partition_keys)} customer(s) has CRM events up to {until or 'now'}: "
             "materialize crm_events first"
         )
-    probe = build_model(settings.model, [0], n_features=len(DEEP_COLUMNS), lookback=settings.lookback)
-    cap = windows_within_budget(probe, len(DEEP_COLUMNS), device, gpu_memory_budget_gb, mixed_precision)
-    trained = train_deep(customers, settings, device, mixed_precision, cap, progress)
+    hyper = {"n_features": len(DEEP_COLUMNS), "lookback": settings.lookback}
+    budget = measure_budget(settings.model, hyper, device, gpu_memory_budget_gb, mixed_precision)
+    trained = train_deep(customers, settings, device, mixed_precision, budget, progress)
     used = [c for c in customers if c.partition_key in trained.groups]
     windows = sum(len(c) - trained.model.span + 1 for c in used)
     window = (_day(min(c.dates[0] for c in used)), _day(max(c.dates[-1] for c in used)))
@@ -96,6 +95,7 @@ def score_and_write(
     device: torch.device,
     run_id: str,
     version: str | None = None,
+    gpu_memory_budget_gb: float = 8.0,
 ) -> tuple[list[str], int, dict[str, str]]:
     """Score the customers' events with a registered ``version``, or by default each customer
     with the newest version trained on it (a customer no version holds goes to the newest
@@ -112,7 +112,9 @@ def score_and_write(
         found, trained = load_model(con, model, used)
         check_columns(trained, DEEP_COLUMNS, found)
         mine = [c for c in customers if assigned[c.partition_key] == used]
-        scores, unscored = score_events(trained, mine, device)
+        hyper = trained.model.hyperparameters()
+        budget = measure_budget(trained.settings.model, hyper, device, gpu_memory_budget_gb, False)
+        scores, unscored = score_events(trained, mine, device, budget)
         parts.append(VersionScores(found, trained, scores, unscored))
     missing = set(partition_keys) - {c.partition_key for c in customers}
     parts[-1].unscored.update(dict.fromkeys(sorted(missing), "no CRM events"))

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from crm_pipeline.detectors.deep.memory import MemoryBudget, data_device
 from crm_pipeline.detectors.deep.models import DeepModel
 
 #: Called after every epoch with (epoch, epochs, mean loss, windows per second).
@@ -138,6 +139,12 @@ def pad_groups(windows: Sequence[np.ndarray], device: torch.device) -> tuple[tor
     return torch.from_numpy(stacked).to(device), counts
 
 
+def stacked_bytes(windows: Sequence[np.ndarray]) -> int:
+    """Bytes of ``pad_groups``'s stack of these windows (float32)."""
+    span, n_features = windows[0].shape[1:]
+    return 4 * len(windows) * max(len(w) for w in windows) * span * n_features
+
+
 @dataclass
 class TrainingLog:
     """Mean loss per epoch over all windows, each group's last-epoch loss, and throughput."""
@@ -166,21 +173,25 @@ def train_groups(
     mixed_precision: bool = False,
     progress: EpochProgress | None = None,
     group_chunk: int | None = None,
+    budget: MemoryBudget | None = None,
 ) -> TrainingLog:
     """Train ``model`` (one group per entry of ``windows``, largest first) on its windows,
-    ``group_chunk`` groups at a time within a step (default: ``group_chunk_for``)."""
+    ``group_chunk`` groups at a time within a step (default: ``group_chunk_for``). The windows
+    stay in host memory when ``budget`` has no room for them on the device."""
     counts = np.array([len(w) for w in windows])
     if len(windows) != model.groups or len(group_seeds) != model.groups:
         raise ValueError(f"{model.groups} groups in the model, {len(windows)} window sets given")
     if (counts < 1).any() or (np.diff(counts) > 0).any():
         raise ValueError("every group needs windows, and groups must come largest first")
     model.to(device).train()
-    stack, _ = pad_groups(windows, device)
+    data_bytes = stacked_bytes(windows)
+    on = data_device(budget, device, data_bytes, model.groups, model.groups * batch_size)
+    stack, _ = pad_groups(windows, on)
     steps = -(-counts // batch_size)  # ceil: steps per epoch of each group
     active_at = torch.as_tensor([(steps > s).sum() for s in range(int(steps.max()))])
     generators = [torch.Generator().manual_seed(int(s) + PERMUTATION_SEED_OFFSET) for s in group_seeds]
     optimizer = GroupAdam(list(model.parameters()), learning_rate)
-    rows = torch.arange(model.groups, device=device).unsqueeze(1)
+    rows = torch.arange(model.groups, device=on).unsqueeze(1)
     chunk = group_chunk_for(device, model.groups, group_chunk)
     log = TrainingLog()
     started = time.perf_counter()
@@ -188,7 +199,7 @@ def train_groups(
         order = torch.zeros(model.groups, int(counts.max()), dtype=torch.long)
         for g, n in enumerate(counts):
             order[g, :n] = torch.randperm(int(n), generator=generators[g])
-        order = order.to(device)
+        order = order.to(on)
         valid = (
             torch.arange(int(counts.max()), device=device) < torch.as_tensor(counts, device=device)[:, None]
         )
@@ -196,7 +207,7 @@ def train_groups(
         for s, active in enumerate(active_at.tolist()):
             cols = slice(s * batch_size, (s + 1) * batch_size)
             index, weight = order[:active, cols], valid[:active, cols].float()
-            windows_now = stack[rows[:active], index]
+            windows_now = stack[rows[:active], index].to(device, non_blocking=True)
             per_window = chunk_gradients(model, windows_now, weight, chunk, device, mixed_precision)
             optimizer.step(active)
             loss_sums[:active] += per_window.sum(dim=1).double()

@@ -8,6 +8,7 @@ import torch
 from crm_pipeline.detectors.deep.data import DEEP_COLUMNS, CustomerEvents, RangeScaler, sliding_windows
 from crm_pipeline.detectors.deep.errors import event_errors
 from crm_pipeline.detectors.deep.fit import DeepSettings, score_events, train_deep
+from crm_pipeline.detectors.deep.memory import MemoryBudget, data_device
 from crm_pipeline.detectors.deep.models import build_model
 from crm_pipeline.detectors.deep.training import pad_groups, train_groups
 
@@ -70,14 +71,45 @@ def test_training_is_deterministic_under_a_seed_and_the_loss_falls():
     assert other.log.epoch_losses != first.log.epoch_losses
 
 
-def test_chunks_under_a_memory_cap_train_the_same_weights():
+def test_chunks_under_a_memory_budget_train_and_score_the_same():
+    """A budget with room for one customer's step: customers train and are scored one chunk at
+    a time, in scoring passes of 20 windows, with the same weights and error references."""
     customers = [events("a", 80, 1), events("b", 50, 2), events("c", 40, 3)]
     settings = DeepSettings(epochs=3, batch_size=16)
     whole = train_deep(customers, settings, CPU)
-    chunked = train_deep(customers, settings, CPU, max_windows_per_step=16)  # one customer per chunk
+    budget = MemoryBudget(total=30_000, per_window=1_000, per_group=10_000)
+    assert budget.groups_per_step(3, 16) == 1 and budget.windows_per_pass(1, 4096) == 20
+    chunked = train_deep(customers, settings, CPU, budget=budget)
     assert whole.customers == chunked.customers == ["a", "b", "c"]
     for p, q in zip(whole.model.parameters(), chunked.model.parameters(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)
+    for key in whole.customers:
+        assert whole.references[key].high == pytest.approx(chunked.references[key].high, rel=1e-4)
+
+
+def test_a_global_model_within_a_budget_trains_in_the_batches_it_allows():
+    customers = [events("a", 80, 1), events("b", 50, 2)]
+    budget = MemoryBudget(total=25_000, per_window=1_000, per_group=1_000)
+    assert budget.batch_for(1024) == 24
+    within = train_deep(customers, DeepSettings(mode="global", epochs=2), CPU, budget=budget)
+    plain = train_deep(customers, DeepSettings(mode="global", epochs=2, batch_size=24), CPU)
+    assert within.log.epoch_losses == pytest.approx(plain.log.epoch_losses, rel=1e-5)
+
+
+def test_a_budget_keeps_windows_in_host_memory_when_they_do_not_fit_and_refuses_a_tiny_one():
+    cuda = torch.device("cuda")  # a device name only: nothing is allocated
+    budget = MemoryBudget(total=10 * 1024**2, per_window=4_096, per_group=100_000)
+    assert data_device(budget, cuda, 4 * 1024**2, groups=2, windows=1024) == cuda
+    assert data_device(budget, cuda, 8 * 1024**2, groups=2, windows=1024) == CPU
+    assert data_device(None, cuda, 10 * 1024**3, groups=2, windows=1024) == cuda
+    tiny = MemoryBudget(total=50_000, per_window=4_096, per_group=100_000)
+    for ask in (
+        lambda: tiny.groups_per_step(10, 32),
+        lambda: tiny.batch_for(1024),
+        lambda: tiny.windows_per_pass(1, 99),
+    ):
+        with pytest.raises(ValueError, match=r"budget of 0.05 MB is too small .*raise gpu_memory_budget_gb"):
+            ask()
 
 
 @pytest.mark.parametrize("kind", ["deepant", "lstm_autoencoder"])

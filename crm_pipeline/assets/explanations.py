@@ -35,8 +35,12 @@ class ExplanationConfig(Config):
     models: list[str] = Field(
         default_factory=lambda: sorted(MODELS), description="Deep detectors to explain."
     )
-    min_severity: int = Field(2, description="Explain events that reached at least this many thresholds.")
-    per_customer: int = Field(10, description="At most this many events per customer (highest scores).")
+    min_severity: int = Field(
+        1, description="Explain events that reached at least this many thresholds (1: every flagged event)."
+    )
+    per_customer: int | None = Field(
+        None, description="At most this many events per customer, the highest scores first (empty: all)."
+    )
     background: int = Field(50, description="Normal windows of the same customer as SHAP's background.")
     seed: int = Field(0, description="Seed of the background sample (and of expected gradients).")
 
@@ -48,12 +52,13 @@ def anomaly_explanations(
     warehouse: WarehouseResource,
     compute: ComputeDeviceResource,
 ) -> MaterializeResult:
-    """SHAP values per input column and look-back step of each customer's top flagged events
+    """SHAP values per input column and look-back step of each customer's flagged events
     (DeepExplainer for the CNN, expected gradients for the LSTM), a global and a per-customer
-    report in the metadata, and an HTML report beside the warehouse."""
+    report in the metadata, and HTML reports (all customers, and a page each) beside the warehouse."""
     keys = list(context.partition_keys)
     unknown = sorted(set(config.models) - set(MODELS))
-    if unknown or config.min_severity < 1 or config.per_customer < 1 or config.background < 1:
+    per_customer = config.per_customer if config.per_customer is not None else 1
+    if unknown or config.min_severity < 1 or per_customer < 1 or config.background < 1:
         raise Failure(
             "anomaly_explanations: bad run configuration: models must be among "
             f"{sorted(MODELS)} (got {unknown or config.models}); min_severity, per_customer and "
@@ -129,8 +134,9 @@ def report_metadata(
     run_id: str,
     runs: Sequence[ExplanationRun],
 ) -> dict[str, object]:
-    """Counts, mean |SHAP| per column (table and plot), the top events, the HTML report beside
-    the warehouse and, for one customer, its most anomalous explained event per detector."""
+    """Counts, mean |SHAP| per column (table and plot), the top events, the HTML report and a
+    page per customer beside the warehouse and, for one customer, its most anomalous explained
+    event per detector as a plot."""
     importance = column_importance(con)
     metadata: dict[str, object] = {
         "dagster/row_count": sum(r.rows for r in runs),
@@ -146,6 +152,7 @@ def report_metadata(
         metadata["importance_plot"] = inline_plots(keys, lambda: png_markdown(plot, "mean |SHAP| per column"))
         folder = Path(wh.path).resolve().parent / "reports" / "anomalies" / run_id[:8]
         metadata["report"] = MetadataValue.path(str(write_report(con, folder, importance, plot)))
+        metadata["customer_reports"] = MetadataValue.path(str(folder / "customers"))
         if len(keys) == 1:
             metadata["customer_plot"] = MetadataValue.md(png_markdown(customer_png(con, keys[0]), keys[0]))
     return metadata

@@ -4,9 +4,13 @@ customer, as plots for the asset metadata and as files a user can open (PNG and 
 from __future__ import annotations
 
 import base64
+import hashlib
+import re
+from html import escape
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from crm_pipeline.explain.run import SQL_DIR
@@ -17,6 +21,12 @@ EVENT_SQL = (
     "SELECT detector, record_id, day, step, column_name, shap_value, explained_output "
     "FROM shap_values WHERE partition_key = ? ORDER BY detector, explained_output DESC, record_id, step"
 )
+CUSTOMER_ROWS_SQL = """
+SELECT partition_key, detector, record_id, day, column_name, step, shap_value, explained_output,
+       expected_output
+FROM shap_values JOIN run_customers USING (partition_key)
+ORDER BY partition_key, detector, explained_output DESC, record_id, column_name, step
+"""
 TOP_EVENTS_SQL = """
 SELECT partition_key, record_id, day, detector, round(any_value(explained_output), 4) AS output,
        string_agg(column_name || ' (step ' || step || '): ' || round(shap_value, 3), '; '
@@ -76,21 +86,84 @@ def write_report(
     con: duckdb.DuckDBPyConnection, directory: Path, importance: pd.DataFrame, global_png: bytes
 ) -> Path:
     """``report.html`` (the plot inline and every explained event with its top three
-    contributions) and ``column_importance.png`` in ``directory``; returns the HTML path."""
+    contributions, each linked to its customer's page), ``column_importance.png`` and one page
+    per customer under ``customers/`` in ``directory``; returns the report's path."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "column_importance.png").write_bytes(global_png)
+    pages = write_customer_pages(con, directory)
     events = con.execute(TOP_EVENTS_SQL).df()
+    links = [
+        f"<a href='{pages[k]}'>{escape(k)}</a>" if k in pages else escape(k) for k in events["partition_key"]
+    ]
+    for column in events.select_dtypes(include="object").columns:
+        events[column] = events[column].map(lambda v: "" if v is None else escape(str(v)))
+    events["partition_key"] = links
     image = base64.b64encode(global_png).decode()
     page = (
-        "<!doctype html><meta charset='utf-8'><title>crm_pipeline anomaly report</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
-        "td,th{border:1px solid #ccc;padding:3px 6px}</style>"
-        "<h1>Anomaly report</h1><h2>Which columns drive the anomalies</h2>"
+        _html_head("crm_pipeline anomaly report")
+        + "<h1>Anomaly report</h1><h2>Which columns drive the anomalies</h2>"
         f"<img src='data:image/png;base64,{image}'>"
         + importance.to_html(index=False, float_format="%.4f")
         + f"<h2>Explained events ({len(events)})</h2>"
-        + events.to_html(index=False, escape=True)
+        + events.to_html(index=False, escape=False)
     )
     path = directory / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def customer_page_name(partition_key: str) -> str:
+    """A file name for the customer's page: its key made safe (any database name can be part of
+    it), and a hash so that two keys never share a page."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", partition_key).strip("._")[:60]
+    return f"{safe}-{hashlib.sha1(partition_key.encode()).hexdigest()[:8]}.html"
+
+
+def write_customer_pages(con: duckdb.DuckDBPyConnection, directory: Path) -> dict[str, str]:
+    """One HTML page per run customer with explained events: each event's SHAP values per column
+    and look-back step as a coloured grid (red raises the explained output, blue lowers it).
+    Returns each customer's page relative to ``directory``."""
+    rows = con.execute(CUSTOMER_ROWS_SQL).df()
+    folder = directory / "customers"
+    folder.mkdir(parents=True, exist_ok=True)
+    pages = {}
+    for key, mine in rows.groupby("partition_key", sort=False):
+        parts = [_html_head(f"anomalies of {key}"), "<p><a href='../report.html'>all customers</a></p>"]
+        parts.append(f"<h1>{escape(key)}</h1>")
+        for (detector, record), event in mine.groupby(["detector", "record_id"], sort=False):
+            first = event.iloc[0]
+            parts.append(
+                f"<h2>{escape(detector)}: {escape(record)} on {first['day']:%Y-%m-%d}</h2>"
+                f"<p>explained output {first['explained_output']:.4g} against "
+                f"{first['expected_output']:.4g} expected</p>" + _grid_html(event)
+            )
+        name = customer_page_name(key)
+        (folder / name).write_text("".join(parts), encoding="utf-8")
+        pages[key] = f"customers/{name}"
+    return pages
+
+
+def _grid_html(event: pd.DataFrame) -> str:
+    """An event's SHAP values as a table of columns x look-back steps, coloured by sign and size."""
+    grid = event.pivot(index="column_name", columns="step", values="shap_value")
+    values = grid.to_numpy()
+    limit = float(np.abs(values).max()) or 1.0
+    head = "".join(f"<th>{step}</th>" for step in grid.columns)
+    body = "".join(
+        f"<tr><th>{escape(column)}</th>" + "".join(_cell(v, limit) for v in row) + "</tr>"
+        for column, row in zip(grid.index, values, strict=True)
+    )
+    return f"<table><tr><th>column / steps before (0: the anomaly)</th>{head}</tr>{body}</table>"
+
+
+def _cell(value: float, limit: float) -> str:
+    red, green, blue = (214, 39, 40) if value > 0 else (31, 119, 180)
+    return f"<td style='background:rgba({red},{green},{blue},{abs(value) / limit:.2f})'>{value:.3g}</td>"
+
+
+def _html_head(title: str) -> str:
+    return (
+        f"<!doctype html><meta charset='utf-8'><title>{escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
+        "td,th{border:1px solid #ccc;padding:3px 6px}</style>"
+    )

@@ -33,6 +33,8 @@ FLAGGED_SQL = (SQL_DIR / "flagged_events.sql").read_text()
 FLAGGED_DAYS_SQL = (SQL_DIR / "flagged_days.sql").read_text()
 #: Columns of warehouses made before the tree explanations, when only errors were explained.
 RENAMED = {"explained_error": "explained_output", "expected_error": "expected_output"}
+#: ``per_customer`` when every flagged event is explained.
+EVERY_EVENT = 2**31 - 1
 #: Series explained between two progress lines in the run log.
 PROGRESS_EVERY = 25
 ROW_COLUMNS = (
@@ -83,14 +85,15 @@ def explain_customers(
     detector: str,
     device: torch.device,
     run_id: str,
-    min_severity: int = 2,
-    per_customer: int = 10,
+    min_severity: int = 1,
+    per_customer: int | None = None,
     background: int = 50,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExplanationRun:
-    """Explain each customer's top flagged events of ``detector`` with the version that scored
-    them, and replace the customers' SHAP rows of that detector."""
+    """Explain each customer's flagged events of ``detector`` (those with at least
+    ``min_severity`` thresholds reached; the ``per_customer`` highest-scored when given) with the
+    version that scored them, and replace the customers' SHAP rows of that detector."""
     started = time.perf_counter()
     ensure_table(con)
     register_run_customers(con, partition_keys)
@@ -123,7 +126,7 @@ def _explain_version(
     version: str,
     device: torch.device,
     min_severity: int,
-    per_customer: int,
+    per_customer: int | None,
     background: int,
     seed: int,
     progress: Callable[[int, int], None] | None,
@@ -136,7 +139,7 @@ def _explain_version(
             "detector": detector,
             "version": version,
             "min_severity": min_severity,
-            "per_customer": per_customer,
+            "per_customer": per_customer or EVERY_EVENT,
         },
     ).fetchall()
     wanted: dict[str, list[str]] = {}

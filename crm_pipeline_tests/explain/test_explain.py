@@ -10,7 +10,13 @@ from crm_pipeline.detectors.deep.fit import DeepSettings, customer_model, train_
 from crm_pipeline.detectors.deep.run import score_and_write, train_and_register
 from crm_pipeline.explain.deep import _deep_explainer, explain_events
 from crm_pipeline.explain.networks import ForecastError
-from crm_pipeline.explain.report import column_importance, customer_png, importance_png, write_report
+from crm_pipeline.explain.report import (
+    column_importance,
+    customer_page_name,
+    customer_png,
+    importance_png,
+    write_report,
+)
 from crm_pipeline.explain.run import explain_customers
 from crm_pipeline_tests.detectors.crm_planted import KEYS
 from crm_pipeline_tests.detectors.deep.test_training import events
@@ -83,6 +89,12 @@ def test_explanations_are_stored_replaced_and_reported(crm_planted_copy, tmp_pat
         report = write_report(con, tmp_path / "report", importance, importance_png(importance, "t"))
         assert crm_planted_copy.planted_record in report.read_text()
         assert (tmp_path / "report" / "column_importance.png").read_bytes()[:4] == b"\x89PNG"
+        page = tmp_path / "report" / "customers" / customer_page_name("db1.ODD")
+        assert f"customers/{page.name}" in report.read_text()
+        assert (
+            crm_planted_copy.planted_record in page.read_text()
+            and "quotation_subtotal_eur" in page.read_text()
+        )
         assert customer_png(con, "db1.ODD")[:4] == b"\x89PNG"
     assert count(wh, "SELECT count(DISTINCT run_id) FROM shap_values") == 1
     per_customer = (
@@ -110,3 +122,21 @@ def test_customers_scored_by_different_versions_are_each_explained_by_their_own(
         )
         assert con.execute(mismatched).fetchall() == [(0,)]
         assert con.execute("SELECT count(DISTINCT model_version) FROM shap_values").fetchall() == [(2,)]
+
+
+def test_a_customer_page_name_is_safe_and_unique_for_any_key():
+    hostile = ["../../etc/passwd", "db'><script>alert(1)</script>.C1", "DB1.C1", "db1.c1", ""]
+    names = [customer_page_name(k) for k in hostile]
+    assert len(set(names)) == len(names)
+    assert all("/" not in n and "<" not in n and "'" not in n and n.endswith(".html") for n in names)
+
+
+def test_by_default_every_flagged_event_is_explained(crm_planted_copy):
+    wh = crm_planted_copy.warehouse
+    train_and_register(wh, KEYS, DeepSettings(epochs=5, seed=1), CPU, "train")
+    with wh.connect() as con:
+        score_and_write(con, KEYS, "deepant", CPU, "score")
+        run = explain_customers(con, KEYS, "deepant", CPU, "explain")
+    flagged = count(wh, "SELECT count(*) FROM anomaly_scores WHERE detector = 'deepant' AND severity >= 1")
+    assert run.events == flagged > 3
+    assert count(wh, "SELECT count(DISTINCT (partition_key, record_id)) FROM shap_values") == flagged

@@ -95,28 +95,40 @@ class GroupedLSTM(nn.Module):
             if x.shape[0] == 1:
                 return self.forward(x.unsqueeze(2).expand(-1, -1, steps, -1).contiguous())
             n, b, _ = x.shape
-            bias, w_ih = first_groups(self.bias, n).unsqueeze(1), first_groups(self.w_ih, n)
-            per_step = [torch.baddbmm(bias, x, w_ih)] * steps
         else:
             n, b, t, _ = x.shape
             if n == 1:
                 return self._fused(x)
-            bias, w_ih = first_groups(self.bias, n).unsqueeze(1), first_groups(self.w_ih, n)
+        # tanh(g) = 2 sigmoid(2 g) - 1: with the g gate's weights doubled once per pass, one
+        # sigmoid over all four gates replaces three sigmoids and a tanh on strided views at
+        # every step (10-13 % of a batched epoch on the CPU, same losses). The gates are taken
+        # to float32 first (a no-op but under bfloat16 autocast, where 2 sigmoid - 1 near 0
+        # would lose what tanh keeps).
+        scale = self._gate_scale(x)
+        bias = first_groups(self.bias, n).unsqueeze(1) * scale
+        w_ih, w_hh = first_groups(self.w_ih, n) * scale, first_groups(self.w_hh, n) * scale
+        if steps is not None:
+            per_step = [torch.baddbmm(bias, x, w_ih)] * steps
+        else:
             gates_in = torch.baddbmm(bias, x.reshape(n, b * t, -1), w_ih)
             # unbind, not indexing per step: the backward of t selects would write t full-size
             # zero tensors (a third of a batched step's time on the CPU)
             per_step = gates_in.reshape(n, b, t, -1).unbind(dim=2)
         h = x.new_zeros(n, b, self.hidden)
         c = x.new_zeros(n, b, self.hidden)
-        w_hh = first_groups(self.w_hh, n)  # once, not at every step
         outputs = []
         for gates_x in per_step:
-            gates = gates_x + torch.bmm(h, w_hh)
-            i, f, g, o = gates.chunk(4, dim=-1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
+            i, f, g, o = torch.sigmoid((gates_x + torch.bmm(h, w_hh)).float()).chunk(4, dim=-1)
+            c = torch.addcmul(f * c - i, i, g, value=2.0)  # f c + i (2 g - 1)
+            h = o * torch.tanh(c)
             outputs.append(h)
         return torch.stack(outputs, dim=2), h
+
+    def _gate_scale(self, like: torch.Tensor) -> torch.Tensor:
+        """1 for the input, forget and output gates, 2 for the cell gate (i, f, g, o order)."""
+        scale = like.new_ones(4 * self.hidden)
+        scale[2 * self.hidden : 3 * self.hidden] = 2.0
+        return scale
 
     def _fused(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One group through PyTorch's fused LSTM kernel (oneDNN on the CPU, cuDNN on a GPU)."""

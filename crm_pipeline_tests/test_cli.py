@@ -41,6 +41,23 @@ def test_demo_command_runs_every_stage_and_says_how_to_open_the_ui(tmp_path):
     assert con.execute("SELECT count(DISTINCT partition_key) FROM crm_events").fetchall()[0][0] == 4
     assert con.execute("SELECT count(DISTINCT source_db) FROM raw.transactions").fetchall()[0][0] == 2
     assert con.execute("SELECT count(*) FROM extraction_log WHERE status <> 'ok'").fetchall()[0][0] == 0
+    # the deep stages: both models trained and registered, every customer's events scored,
+    # the flagged ones explained, and a report page per customer beside the warehouse
+    registered = con.execute("SELECT DISTINCT model FROM model_registry ORDER BY 1").fetchall()
+    assert registered == [("deepant",), ("lstm_autoencoder",)]
+    deep = con.execute(
+        "SELECT detector, count(DISTINCT partition_key), count(*) FILTER (WHERE flag) FROM anomaly_scores "
+        "WHERE measure = 'crm_events' GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert [(d, n) for d, n, _ in deep] == [("deepant", 4), ("lstm_autoencoder", 4)]
+    explained = con.execute(
+        "SELECT detector, count(DISTINCT (partition_key, record_id)) FROM shap_values "
+        "WHERE detector IN ('deepant', 'lstm_autoencoder') GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert explained == [(d, flagged) for d, _, flagged in deep]
+    pages = list((tmp_path / "demo" / "reports" / "anomalies").glob("*/customers/*.html"))
+    assert len({p.name for p in pages}) == 4
+    assert con.execute("SELECT count(*) FROM evaluation_results").fetchall()[0][0] > 0
 
 
 def test_databases_command_lists_the_selection(tmp_path, sqlite_tenants):

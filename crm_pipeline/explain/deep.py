@@ -29,13 +29,16 @@ PACKED = 64
 
 @dataclass(frozen=True)
 class Explanation:
-    """SHAP values (events, steps, columns) of one customer's explained events, the explained
-    error of each event and its expected value over the background."""
+    """SHAP values (events, steps, columns) of one customer's explained events, the step of each
+    (events, steps): 0 the event, k the k-th event before it, -k the k-th after (only in the
+    first window, which explains the autoencoder's first events), the explained error of each
+    event and its expected value over the background."""
 
     partition_key: str
     record_ids: np.ndarray
     dates: np.ndarray
     values: np.ndarray
+    steps: np.ndarray
     outputs: np.ndarray
     expected: float
 
@@ -83,15 +86,20 @@ def explain_events(
     background: int = 50,
     seed: int = 0,
 ) -> Explanation:
-    """Explain the events at ``positions`` (indices into ``events``) of one customer."""
+    """Explain the events at ``positions`` (indices into ``events``) of one customer: each by
+    the window that ends at it, or for the autoencoder's first events (no window ends there) by
+    the customer's first window, which reconstructs them too."""
     model = customer_model(trained, events.partition_key).to(device)
     scaled = trained.scalers[events.partition_key].transform(events.values)
     windows = sliding_windows(scaled, model.span)
     first = model.span - 1  # the event that ends window 0
     positions = np.asarray(positions)
-    if (positions < first).any():
-        raise ValueError(f"{events.partition_key}: events before position {first} have no full window")
-    chosen = positions - first
+    if isinstance(model, DeepAnt) and (positions < first).any():
+        raise ValueError(
+            f"{events.partition_key}: the forecaster does not score events before position {first}"
+        )
+    chosen = np.maximum(positions - first, 0)
+    steps = np.arange(model.span)[None, :] - np.maximum(first - positions, 0)[:, None]
     rest = np.setdiff1d(np.arange(len(windows)), chosen)
     rng = np.random.default_rng(seed)
     base = rng.choice(rest, size=min(background, len(rest)), replace=False) if len(rest) else chosen
@@ -110,5 +118,5 @@ def explain_events(
             expected = float(network(bg).detach().mean())
     return Explanation(
         events.partition_key, events.record_ids[positions], events.dates[positions],
-        np.ascontiguousarray(values, dtype=np.float64), outputs, expected,
+        np.ascontiguousarray(values, dtype=np.float64), steps, outputs, expected,
     )  # fmt: skip

@@ -152,10 +152,8 @@ def _explain_version(
     explanations = []
     for done, events in enumerate(customers, start=1):
         position = {r: i for i, r in enumerate(events.record_ids)}
-        # an event needs a whole window ending at it (the autoencoder also scores the first few)
-        first = trained.model.span - 1
         positions = np.array(
-            sorted(p for r in wanted[events.partition_key] if (p := position.get(r, -1)) >= first)
+            sorted(p for r in wanted[events.partition_key] if (p := position.get(r, -1)) >= 0)
         )
         if len(positions):
             explanations.append(explain_events(trained, events, positions, device, background, seed))
@@ -270,7 +268,7 @@ def _rows(explanations: Sequence[Explanation]) -> pd.DataFrame:
                     "record_id": np.repeat(e.record_ids, steps * columns),
                     "day": np.repeat(e.dates, steps * columns),
                     "column_name": np.tile(np.array(DEEP_COLUMNS), n * steps),
-                    "step": np.tile(np.repeat(np.arange(steps), columns), n),
+                    "step": np.repeat(e.steps.ravel(), columns),
                     "shap_value": e.values.ravel(),
                     "explained_output": np.repeat(e.outputs, steps * columns),
                     "expected_output": e.expected,

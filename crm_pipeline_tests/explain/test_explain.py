@@ -140,3 +140,13 @@ def test_by_default_every_flagged_event_is_explained(crm_planted_copy):
     flagged = count(wh, "SELECT count(*) FROM anomaly_scores WHERE detector = 'deepant' AND severity >= 1")
     assert run.events == flagged > 3
     assert count(wh, "SELECT count(DISTINCT (partition_key, record_id)) FROM shap_values") == flagged
+
+
+def test_the_autoencoders_first_events_are_explained_by_the_first_window(trained):
+    """No window ends at event 3, but the first window reconstructs it: its steps run from the
+    event 3 back (3) to 6 events after it (-6). The forecaster never scores such events."""
+    explanation = explain_events(trained["lstm_autoencoder"], CUSTOMERS[0], np.array([3, 140]), CPU)
+    assert explanation.steps.tolist() == [list(range(-6, 4)), list(range(10))]
+    assert np.isfinite(explanation.values).all() and explanation.values.shape == (2, 10, 7)
+    with pytest.raises(ValueError, match="does not score events before position 10"):
+        explain_events(trained["deepant"], CUSTOMERS[0], np.array([3]), CPU)

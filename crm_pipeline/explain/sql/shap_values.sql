@@ -1,5 +1,6 @@
 -- SHAP values of flagged events: per event, detector, input column and look-back step
--- (0 = the event itself, k = k events before), with the explained model output (a deep
+-- (0 = the event itself, k = k events before, -k = k events after: the autoencoder's first
+-- events are explained by the customer's first window), with the explained model output (a deep
 -- model's error, a tree forecaster's forecast, an isolation forest's path length: see
 -- explainer) and its expectation over the background. A classical detector's day is
 -- record_id '<measure> <day>'.

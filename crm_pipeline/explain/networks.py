@@ -68,22 +68,30 @@ class ForecastError(nn.Module):
 
 
 class ReconstructionError(nn.Module):
-    """windows (B, T, F) -> the mean squared reconstruction error of each window (B, 1)."""
+    """windows (B, T, F) -> the mean squared reconstruction error of each window (B, 1); with
+    ``copies``, windows (B, copies, T, F) -> the sum of the copies' errors (B, 1).
 
-    def __init__(self, model: LstmAutoencoder) -> None:
+    As for the forecaster, packing lets one GradientExplainer sample explain ``copies``
+    windows: the windows share no input, so the gradient at each one is its own error's, and
+    its expected gradients are those of one window drawn against the same background windows
+    and interpolation points as the first window of the pack.
+    """
+
+    def __init__(self, model: LstmAutoencoder, copies: int = 1) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.copies = model, copies
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        residuals = self.model.residuals(windows.unsqueeze(0))[0]
-        return residuals.pow(2).mean(dim=(1, 2)).unsqueeze(1)
+        flat = windows.reshape(-1, *windows.shape[-2:])
+        errors = self.model.residuals(flat.unsqueeze(0))[0].pow(2).mean(dim=(1, 2))
+        return errors.reshape(len(windows), -1).sum(dim=1, keepdim=True)
 
 
 def score_network(model: DeepModel, copies: int = 1) -> nn.Module:
     """The network whose single output is ``model``'s anomaly error, ready for SHAP (``copies``
-    windows side by side for the forecaster)."""
+    windows side by side)."""
     if isinstance(model, DeepAnt):
         return ForecastError(model, copies).eval()
     if isinstance(model, LstmAutoencoder):
-        return ReconstructionError(model).eval()
+        return ReconstructionError(model, copies).eval()
     raise TypeError(f"no SHAP network for {type(model).__name__}")

@@ -8,7 +8,7 @@ import torch
 from crm_pipeline.detectors.deep.data import DEEP_COLUMNS, sliding_windows
 from crm_pipeline.detectors.deep.fit import DeepSettings, customer_model, train_deep
 from crm_pipeline.detectors.deep.run import score_and_write, train_and_register
-from crm_pipeline.explain.deep import _deep_explainer, explain_events
+from crm_pipeline.explain.deep import _deep_explainer, _gradient_explainer, explain_events
 from crm_pipeline.explain.networks import ForecastError
 from crm_pipeline.explain.report import (
     column_importance,
@@ -150,3 +150,17 @@ def test_the_autoencoders_first_events_are_explained_by_the_first_window(trained
     assert np.isfinite(explanation.values).all() and explanation.values.shape == (2, 10, 7)
     with pytest.raises(ValueError, match="does not score events before position 10"):
         explain_events(trained["deepant"], CUSTOMERS[0], np.array([3]), CPU)
+
+
+def test_packed_expected_gradients_equal_one_window_explained_alone(trained):
+    """The first window of a pack is drawn against the same background windows and points as
+    when it is explained alone, so its values are the same; the others are their own."""
+    model = customer_model(trained["lstm_autoencoder"], "odd")
+    scaled = trained["lstm_autoencoder"].scalers["odd"].transform(CUSTOMERS[0].values)
+    windows = torch.from_numpy(np.ascontiguousarray(sliding_windows(scaled, model.span)))
+    x, bg = windows[100:110], windows[:50]
+    packed, outputs, _ = _gradient_explainer(model, x, bg, CPU, seed=3)
+    alone, first_output, _ = _gradient_explainer(model, x[:1], bg, CPU, seed=3)
+    np.testing.assert_allclose(packed[0], alone[0], rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(outputs[0], first_output[0], rtol=1e-5)
+    assert packed.shape == (10, model.span, 7) and not np.allclose(packed[1], packed[0])

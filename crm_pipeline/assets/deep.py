@@ -23,7 +23,7 @@ from dagster import (
 from pydantic import Field
 
 from crm_pipeline.assets.customers import customer_asset
-from crm_pipeline.assets.features import RUN_ROWS, crm_events
+from crm_pipeline.assets.features import crm_events
 from crm_pipeline.assets.metadata import inline_plots, preview_markdown, rows_markdown, scalar
 from crm_pipeline.deployment import GPU_QUEUE
 from crm_pipeline.detectors.deep.device import DeviceUnavailableError
@@ -34,6 +34,7 @@ from crm_pipeline.detectors.deep.run import MEASURE, score_and_write, train_and_
 from crm_pipeline.partitions import customer_partitions, partition_label
 from crm_pipeline.patterns.plots import png_markdown
 from crm_pipeline.resources import ComputeDeviceResource, WarehouseResource
+from crm_pipeline.warehouse.customer_tables import RUN_ROWS
 
 DEEP_GROUP = "deep_detection"
 GPU_POOL = "gpu"

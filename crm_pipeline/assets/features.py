@@ -12,6 +12,12 @@ from pydantic import Field
 from crm_pipeline.assets.customers import customer_asset, every_partition_of, log_progress
 from crm_pipeline.assets.extraction import raw_assets
 from crm_pipeline.assets.metadata import inline_plots, preview_markdown, scalar, zero_check
+from crm_pipeline.features.checks import (
+    calendar_gaps,
+    duplicate_lag_days,
+    duplicate_periods,
+    null_lags_after_warmup,
+)
 from crm_pipeline.features.encoding import UNSEEN_CODE, learn_encodings, write_crm_events
 from crm_pipeline.features.series import (
     future_transactions,
@@ -23,24 +29,12 @@ from crm_pipeline.partitions import partition_label
 from crm_pipeline.patterns.plots import pattern_png, png_markdown
 from crm_pipeline.patterns.rules import PatternRules, write_patterns
 from crm_pipeline.resources import WarehouseResource
+from crm_pipeline.warehouse.customer_tables import RUN_ROWS
 
 FEATURES_GROUP = "features"
 RAW = {a.key.path[-1]: a for a in raw_assets}
 RAW_TRANSACTIONS = RAW["raw_transactions"]
 CRM_RAW = [RAW[f"raw_{e}"] for e in ("opportunities", "quotations", "orders")]
-
-RUN_ROWS = "FROM {table} JOIN run_customers USING (partition_key)"
-DUPLICATES_SQL = "SELECT count(*) FROM (SELECT {cols} " + RUN_ROWS + " GROUP BY ALL HAVING count(*) > 1)"
-GAPS_SQL = (
-    "SELECT count(*) FROM (SELECT partition_key " + RUN_ROWS.format(table="customer_series") + " "
-    "WHERE grain = 'day' GROUP BY 1 "
-    "HAVING count(*) <> date_diff('day', min(period_start), max(period_start)) + 1)"
-)
-NULL_LAGS_SQL = (
-    "SELECT count(*) " + RUN_ROWS.format(table="lag_features") + " WHERE NOT is_warmup AND ("
-    "y_lag6 IS NULL OR week_avg IS NULL OR month_avg IS NULL OR quarter_avg IS NULL OR "
-    "prev_week_3 IS NULL OR prev_month_3 IS NULL OR nbhd_prev_week IS NULL OR nbhd_prev_month IS NULL)"
-)
 
 
 class SeriesConfig(Config):
@@ -90,10 +84,8 @@ def customer_series(
             con,
             "SELECT count(*) " + RUN_ROWS.format(table="customer_history") + " WHERE NOT sufficient_history",
         )
-        duplicates = scalar(
-            con, DUPLICATES_SQL.format(cols="partition_key, grain, period_start", table="customer_series")
-        )
-        gaps = scalar(con, GAPS_SQL)
+        duplicates = duplicate_periods(con)
+        gaps = calendar_gaps(con, horizon)
         preview = preview_markdown(
             con,
             "SELECT * " + RUN_ROWS.format(table="customer_series") + " WHERE grain = 'month' ORDER BY 1, 3",
@@ -129,10 +121,8 @@ def lag_features(context: AssetExecutionContext, warehouse: WarehouseResource) -
     context.log.info("lag_features for %s", partition_label(keys))
     with warehouse.open(context.log).connect() as con:
         written = write_lag_features(con, keys, progress=log_progress(context, "lag_features"))
-        duplicates = scalar(
-            con, DUPLICATES_SQL.format(cols="partition_key, measure, day", table="lag_features")
-        )
-        null_lags = scalar(con, NULL_LAGS_SQL)
+        duplicates = duplicate_lag_days(con)
+        null_lags = null_lags_after_warmup(con)
         preview = preview_markdown(
             con,
             "SELECT * " + RUN_ROWS.format(table="lag_features") + " WHERE NOT is_warmup ORDER BY 1, 2, 3",

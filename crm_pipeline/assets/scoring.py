@@ -6,7 +6,7 @@ from dagster import AssetExecutionContext, Config, Failure, MaterializeResult
 from pydantic import Field
 
 from crm_pipeline.assets.customers import customer_asset, log_progress
-from crm_pipeline.assets.features import RUN_ROWS, lag_features
+from crm_pipeline.assets.features import lag_features
 from crm_pipeline.assets.metadata import preview_markdown, scalar, zero_check
 from crm_pipeline.detectors.plots import anomaly_png
 from crm_pipeline.detectors.registry import DETECTORS
@@ -15,7 +15,7 @@ from crm_pipeline.features.lag_sql import MEASURES
 from crm_pipeline.partitions import partition_label
 from crm_pipeline.patterns.plots import png_markdown
 from crm_pipeline.resources import WarehouseResource
-from crm_pipeline.warehouse.customer_tables import BATCH_CUSTOMERS
+from crm_pipeline.warehouse.customer_tables import BATCH_CUSTOMERS, RUN_ROWS
 
 DETECTION_GROUP = "detection"
 #: The default set: the detectors that did best on the demo's planted anomalies, plus one

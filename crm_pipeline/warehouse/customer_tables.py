@@ -12,6 +12,8 @@ import pandas as pd
 #: overhead is negligible, small enough that a window over ten years of days fits in memory.
 BATCH_CUSTOMERS = 250
 Progress = Callable[[int, int], None]
+#: The rows of ``{table}`` that belong to the customers in ``run_customers``.
+RUN_ROWS = "FROM {table} JOIN run_customers USING (partition_key)"
 
 
 def register_run_customers(con: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]) -> None:

@@ -4,12 +4,19 @@ from datetime import date, timedelta
 
 import pytest
 
+from crm_pipeline.features.checks import (
+    calendar_gaps,
+    duplicate_lag_days,
+    duplicate_periods,
+    null_lags_after_warmup,
+)
 from crm_pipeline.features.series import (
     future_transactions,
     series_horizon,
     write_customer_series,
     write_lag_features,
 )
+from crm_pipeline.warehouse.customer_tables import register_run_customers
 from crm_pipeline.warehouse.store import Warehouse
 from crm_pipeline_tests.helpers import seed_transactions as seed
 
@@ -174,3 +181,43 @@ def test_short_history_is_marked_not_dropped(wh):
         ("db1.C1", True),
         ("db1.C2", False),
     ]
+
+
+def test_the_data_checks_pass_on_built_tables_and_catch_each_fault(wh):
+    """Zero on what the pipeline writes; each injected fault is counted by its own check."""
+    horizon = START + timedelta(days=200)
+    seed(
+        wh,
+        [
+            ("db1", k, START + timedelta(days=d), 10, "A", "in")
+            for k in ("C1", "C2")
+            for d in range(0, 200, 3)
+        ],
+    )
+    build(wh, horizon, keys=("db1.C1", "db1.C2"))
+    with wh.connect() as con:
+        register_run_customers(con, ["db1.C1", "db1.C2"])
+        checks = {
+            "periods": lambda: duplicate_periods(con),
+            "calendar": lambda: calendar_gaps(con, horizon),
+            "lag days": lambda: duplicate_lag_days(con),
+            "null lags": lambda: null_lags_after_warmup(con),
+        }
+        assert {name: check() for name, check in checks.items()} == dict.fromkeys(checks, 0)
+        assert calendar_gaps(con, horizon + timedelta(days=1)) == 2  # days stop before the horizon
+        faults = {
+            "periods": "INSERT INTO customer_series SELECT * FROM customer_series "
+            "WHERE partition_key = 'db1.C1' AND grain = 'month' LIMIT 1",
+            "calendar": "DELETE FROM customer_series WHERE partition_key = 'db1.C2' AND grain = 'week' "
+            "AND period_start = (SELECT min(period_start) + INTERVAL 14 DAY FROM customer_series "
+            "WHERE partition_key = 'db1.C2' AND grain = 'week')",
+            "lag days": "INSERT INTO lag_features SELECT * FROM lag_features "
+            "WHERE partition_key = 'db1.C2' LIMIT 1",
+            "null lags": "UPDATE lag_features SET month_avg = NULL WHERE partition_key = 'db1.C1' "
+            "AND NOT is_warmup AND day = (SELECT max(day) FROM lag_features)",
+        }
+        for name, fault in faults.items():
+            con.execute(fault)
+            assert checks[name]() > 0, name
+        con.execute("DELETE FROM customer_series WHERE partition_key = 'db1.C1' AND grain = 'quarter'")
+        assert calendar_gaps(con, horizon) == 2  # C2's missing week, C1's missing grain

@@ -7,22 +7,34 @@ import io
 
 import duckdb
 import matplotlib
+import pandas as pd
 
 matplotlib.use("Agg")  # no display: render to PNG
 import matplotlib.pyplot as plt  # noqa: E402
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+#: A customer's monthly amounts, each month marked complete when the daily calendar covers all of
+#: it: the months ``monthly_regression.sql`` fits its trend to (a partial first or last month is not).
+MONTHS_SQL = """
+SELECT period_start, amount_in::DOUBLE AS amount_in, amount_out::DOUBLE AS amount_out,
+       period_start >= first_day AND period_start + INTERVAL 1 MONTH <= last_day + INTERVAL 1 DAY AS complete
+FROM customer_series,
+     (SELECT min(period_start) AS first_day, max(period_start) AS last_day FROM customer_series
+      WHERE partition_key = $1 AND grain = 'day')
+WHERE partition_key = $1 AND grain = 'month'
+ORDER BY 1
+"""
+
+
+def monthly_amounts(con: duckdb.DuckDBPyConnection, partition_key: str) -> pd.DataFrame:
+    """The customer's monthly amounts in and out, and which months are complete (the ones its
+    trend was fitted to)."""
+    return con.execute(MONTHS_SQL, [partition_key]).df()
 
 
 def pattern_png(con: duckdb.DuckDBPyConnection, partition_key: str) -> bytes:
     """A two-panel PNG: monthly amounts in/out with OLS trend lines; months hit per weekday/day."""
-    months = con.execute(
-        "SELECT period_start, amount_in::DOUBLE AS amount_in, amount_out::DOUBLE AS amount_out, "
-        "period_start < min(period_start) FILTER (WHERE grain = 'day') OVER () AS partial "
-        "FROM customer_series WHERE partition_key = ? AND grain IN ('month', 'day') "
-        "QUALIFY grain = 'month' ORDER BY 1",
-        [partition_key],
-    ).df()
+    months = monthly_amounts(con, partition_key)
     trend = dict(
         (m, (s, i))
         for m, s, i in con.execute(
@@ -40,10 +52,9 @@ def pattern_png(con: duckdb.DuckDBPyConnection, partition_key: str) -> bytes:
         top.plot(months["period_start"], months[measure], color=colour, lw=1, label=measure)
         if measure in trend and trend[measure][0] is not None:
             slope, intercept = trend[measure]
-            index = range(len(months))
-            top.plot(
-                months["period_start"], [intercept + slope * t for t in index], color=colour, ls="--", lw=1
-            )
+            fitted = months[months["complete"]]  # the months the regression read, t = 0 the first
+            t = range(len(fitted))
+            top.plot(fitted["period_start"], [intercept + slope * i for i in t], color=colour, ls="--", lw=1)
     top.set_title(f"{partition_key}: monthly amounts and trend")
     top.legend(fontsize=8)
     labels, colours, heights = [], [], []

@@ -7,16 +7,17 @@ import pytest
 import statsmodels.api as sm
 
 from crm_pipeline.features.series import write_customer_series
+from crm_pipeline.patterns.plots import monthly_amounts, pattern_png
 from crm_pipeline.patterns.rules import write_patterns
 from crm_pipeline.warehouse.store import Warehouse
 from crm_pipeline_tests.helpers import seed_transactions
 
 START, DAYS = date(2017, 1, 2), 3 * 365  # START is a Monday
-KEYS = ["db1.WEEKLY", "db1.MONTHLY", "db1.GROWING", "db1.FLAT"]
+KEYS = ["db1.WEEKLY", "db1.MONTHLY", "db1.GROWING", "db1.FLAT", "db1.SHRINKING", "db1.NOISE"]
 
 
 def series() -> list[tuple]:
-    rng = np.random.default_rng(3)
+    rng, noise = np.random.default_rng(3), np.random.default_rng(11)
     rows = []
     for i in range(DAYS):
         day = START + timedelta(days=i)
@@ -28,9 +29,13 @@ def series() -> list[tuple]:
         if rng.random() < 0.5 and day.weekday() != 0 and day.day != 15:  # noise: one counterpart
             for cust in ("WEEKLY", "MONTHLY"):
                 rows.append(("db1", cust, day, 20, f"N{rng.integers(50)}", "out"))
-        if day.day in (3, 17):  # a steadily growing customer and a flat one
+        if day.day in (3, 17):  # a steadily growing customer, a flat one and a shrinking one
             rows.append(("db1", "GROWING", day, round(1000 * (1 + 0.04 * month_index), 2), "G", "in"))
             rows.append(("db1", "FLAT", day, round(1000 + rng.normal(0, 100), 2), "F", "in"))
+            rows.append(("db1", "SHRINKING", day, round(3000 * (1 - 0.02 * month_index), 2), "S", "in"))
+        for direction in ("in", "out"):  # neither: 1 + Poisson(1) random counterparts a day
+            for k in noise.choice(30, size=1 + noise.poisson(1), replace=False):
+                rows.append(("db1", "NOISE", day, 100, f"R{k}", direction))
     return rows
 
 
@@ -44,13 +49,13 @@ def wh(tmp_path_factory) -> Warehouse:
     return wh
 
 
-def cyclic(wh, key: str) -> set[tuple[str, int]]:
+def cyclic(wh, key: str, measure: str = "counterparts_out") -> set[tuple[str, int]]:
     with wh.connect(read_only=True) as con:
         return set(
             con.execute(
                 "SELECT kind, value FROM pattern_periodicity WHERE partition_key = ? "
-                "AND measure = 'counterparts_out' AND cyclic",
-                [key],
+                "AND measure = ? AND cyclic",
+                [key, measure],
             ).fetchall()
         )
 
@@ -58,7 +63,11 @@ def cyclic(wh, key: str) -> set[tuple[str, int]]:
 def test_weekly_and_monthly_payments_are_periodic_and_noise_is_not(wh):
     assert cyclic(wh, "db1.WEEKLY") == {("weekday", 1)}
     assert cyclic(wh, "db1.MONTHLY") == {("day_of_month", 15)}
-    assert cyclic(wh, "db1.GROWING") == set() and cyclic(wh, "db1.FLAT") == set()
+    # paying on the 3rd and the 17th is periodic too; the outgoing side has no counterpart
+    for key in ("db1.GROWING", "db1.FLAT", "db1.SHRINKING"):
+        assert cyclic(wh, key, "counterparts_in") == {("day_of_month", 3), ("day_of_month", 17)}
+        assert cyclic(wh, key) == set()
+    assert cyclic(wh, "db1.NOISE", "counterparts_in") == cyclic(wh, "db1.NOISE") == set()
 
 
 def trend(wh, key: str) -> tuple:
@@ -94,13 +103,16 @@ def test_monthly_trend_matches_statsmodels(wh, key):
     assert p_value == pytest.approx(fit.pvalues[1], rel=1e-6, abs=1e-12)
 
 
-def test_growing_customer_trends_up_flat_one_does_not(wh):
+def test_growing_customer_trends_up_shrinking_down_flat_and_noise_neither(wh):
     slope, p, direction, relative = trend(wh, "db1.GROWING")
     assert (
         direction == "up" and p <= 0.05 and slope > 50
     )  # about +80 a month (2 x 40), less the partial last month
     assert relative > 0
+    slope, p, direction, relative = trend(wh, "db1.SHRINKING")
+    assert direction == "down" and p <= 0.05 and slope == pytest.approx(-120, rel=0.05) and relative < 0
     assert trend(wh, "db1.FLAT")[2] == "flat"
+    assert trend(wh, "db1.NOISE")[1] > 0.05 and trend(wh, "db1.NOISE")[2] == "flat"
 
 
 def test_quarter_over_quarter_flags_big_yearly_changes(wh):
@@ -118,4 +130,21 @@ def test_quarter_over_quarter_flags_big_yearly_changes(wh):
     # Q1 2017 is incomplete (the series starts on 2 January), so the first comparison is
     # Q2 2018 against Q2 2017: levels 1 + 0.04 x month index, (1.64 - 1.16) / 1.16
     assert first_delta == pytest.approx(0.48 / 1.16, rel=1e-9)
-    assert rows == {"db1.GROWING": True, "db1.FLAT": False, "db1.WEEKLY": False, "db1.MONTHLY": False}
+    assert rows == {
+        "db1.GROWING": True, "db1.FLAT": False, "db1.WEEKLY": False, "db1.MONTHLY": False,
+        "db1.SHRINKING": True, "db1.NOISE": False,
+    }  # fmt: skip
+
+
+def test_the_plotted_trend_line_covers_the_months_it_was_fitted_to(wh):
+    """The series runs from 2 January 2017 to 1 January 2020: both Januaries are partial, so the
+    regression (and its line in the plot) starts in February 2017, at t = 0, and ends in December."""
+    with wh.connect(read_only=True) as con:
+        months = monthly_amounts(con, "db1.GROWING")
+        fitted = con.execute(
+            "SELECT months FROM pattern_monthly_trend "
+            "WHERE partition_key = 'db1.GROWING' AND measure = 'amount_in'"
+        ).fetchall()[0][0]
+        png = pattern_png(con, "db1.GROWING")
+    assert months["complete"].tolist() == [False] + [True] * 35 + [False]
+    assert months["complete"].sum() == fitted and png[:4] == b"\x89PNG"

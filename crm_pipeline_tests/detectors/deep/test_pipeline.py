@@ -152,3 +152,21 @@ def test_each_customer_is_scored_by_the_newest_version_trained_on_it(crm_planted
         ]
         pinned, _, unscored = score_and_write(con, KEYS, "deepant", CPU, "s3", backfill.version)
         assert pinned == [backfill.version] and unscored["db1.STEADY"] == "not trained in this model version"
+
+
+def test_scoring_with_a_model_saved_for_other_columns_is_refused_and_keeps_the_scores(crm_planted_copy):
+    wh = crm_planted_copy.warehouse
+    run = train_and_register(wh, KEYS, DeepSettings(epochs=1), CPU, "run-1")
+    with wh.connect() as con:
+        score_and_write(con, KEYS, "deepant", CPU, "score-1")
+    before = count(wh, "SELECT count(*) FROM anomaly_scores")
+    payload = torch.load(run.path, weights_only=True)
+    payload["columns"] = ["subtotal_usd" if c == "quotation_subtotal_eur" else c for c in payload["columns"]]
+    torch.save(payload, run.path)  # as if the model was trained before a column was renamed
+    with (
+        wh.connect() as con,
+        pytest.raises(ModelMismatchError, match=r"new \['quotation_subtotal_eur'\].*retrain"),
+    ):
+        score_and_write(con, KEYS, "deepant", CPU, "score-2")
+    assert count(wh, "SELECT count(*) FROM anomaly_scores") == before
+    assert count(wh, "SELECT count(DISTINCT run_id) FROM anomaly_scores") == 1

@@ -116,6 +116,30 @@ def test_amount_stored_as_text_casts_or_names_the_column(tmp_path, sqlite_tenant
         extract(sqlite_runner(sqlite_tenants), wh, run_id="r2")
 
 
+def test_each_date_loads_in_its_own_month_and_a_date_that_is_none_is_named(tmp_path, sqlite_tenants):
+    """The month's window is applied in the source: a row of another month is left for that
+    month's partition, never loaded twice nor rejected; a date that is no date at all fails that
+    database's load, naming column and value, and loads nothing of it."""
+    query = default_query("transactions") + (
+        " UNION ALL SELECT 'old', 'C00001', '1850-01-15', 10, 'CP1', 'in'"
+        " UNION ALL SELECT 'later', 'C00001', '2019-02-15', 10, 'CP1', 'in'"
+    )
+    wh = Warehouse(tmp_path / "w.duckdb")
+    assert extract(sqlite_runner(sqlite_tenants), wh, query=query).rejected == 0
+    assert count(wh, "SELECT count(*) FROM raw.transactions WHERE transaction_id IN ('old', 'later')") == 0
+    february = Window(date(2019, 2, 1), date(2019, 3, 1))
+    extract(sqlite_runner(sqlite_tenants), wh, query=query, window=february, run_id="feb")
+    assert count(wh, "SELECT count(*) FROM raw.transactions WHERE transaction_id = 'later'") == 3
+    execute_sqlite(
+        sqlite_tenants / "tenant_02.sqlite",
+        "INSERT INTO transactions VALUES ('bad-date', 'C00001', '2019-01-32', 5, 'CP1', 'in')",
+    )
+    before = count(wh, "SELECT count(*) FROM raw.transactions")
+    with pytest.raises(ExtractionError, match=r"tenant_02.*transactions.event_date: value '2019-01-32'"):
+        extract(sqlite_runner(sqlite_tenants), wh, run_id="r2")
+    assert count(wh, "SELECT count(*) FROM raw.transactions") == before
+
+
 def test_customer_keys_are_safe_unique_and_stable():
     assert customer_partition_key("tenant_01", "C00001") == "tenant_01.C00001"
     hostile = customer_partition_key("x'; DROP--", "a/b c")

@@ -2,7 +2,7 @@
 of a global model, how many windows a scoring pass holds, and whether the windows themselves
 can sit on the GPU (else they stay in host memory and each step's windows are copied over).
 
-The costs come from a probe step on the device (``device.measure_budget``): the bytes a
+The costs come from two probe steps on the device (``device.measure_budget``): the bytes a
 training step needs per window (activations, their gradients, the group's gradients), and per
 customer (group) its weights, their gradients and Adam's two moments.
 """

@@ -105,7 +105,7 @@ def score_and_write(
         assigned = dict.fromkeys(partition_keys, version)
     else:
         newest, _ = registered_version(con, model)
-        assigned = {k: newest for k in partition_keys} | newest_versions(con, model, partition_keys)
+        assigned = dict.fromkeys(partition_keys, newest) | newest_versions(con, model, partition_keys)
     customers = load_events(con, partition_keys)
     parts = []
     for used in sorted(set(assigned.values())):

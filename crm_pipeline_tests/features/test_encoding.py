@@ -139,3 +139,28 @@ def test_codes_never_change_and_new_categories_are_appended(wh):
     assert after == {**before, "AAA": max(before.values()) + 1}
     assert events(wh)[("O1", "Q9")][4] == after["AAA"]
     assert events(wh)[("O1", "Q9")][3] is None  # no FX rate for AAA: no EUR subtotal, not a guess
+
+
+def test_a_quotation_with_several_orders_carries_its_first_order_whole(wh):
+    """Order id, date and cancellation come from one order (the earliest), not a column-wise
+    minimum over several: S0 has the smaller id and S2 the earlier date and no cancellation."""
+    later, first = date(2019, 5, 20), date(2019, 5, 3)
+    seed_raw(
+        wh,
+        "orders",
+        [
+            {"order_id": "S0", "quotation_id": "Q2", "customer_id": "C1", "event_date": later,
+             "amount": 10, "trading_currency": "USD", "cancellation_detail": "late delivery"},
+            {"order_id": "S2", "quotation_id": "Q2", "customer_id": "C1", "event_date": first,
+             "amount": 10, "trading_currency": "USD"},
+            {"order_id": "S3", "quotation_id": "Q2", "customer_id": "C1", "event_date": first,
+             "amount": 10, "trading_currency": "USD", "cancellation_detail": "late delivery"},
+        ],
+        replace=False,
+    )  # fmt: skip
+    with wh.connect() as con:
+        learn_encodings(con, "r1")
+        assert write_crm_events(con, ["db1.C1"]) == 3  # still one event per quotation
+        order_date = con.execute("SELECT order_date FROM crm_events WHERE quotation_id = 'Q2'").fetchall()
+    assert events(wh)[("O1", "Q2")][0] == "S2" and events(wh)[("O1", "Q2")][-1] == NONE_CODE
+    assert order_date == [(first,)]

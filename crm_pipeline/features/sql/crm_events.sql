@@ -7,10 +7,12 @@ WITH k AS (
     FROM customer_keys AS c JOIN run_customers USING (partition_key)
 ),
 enc AS (SELECT column_name, category, code FROM crm_encodings),
+-- A quotation's first order (earliest date, then smallest id): every order column of an event
+-- comes from that one order, never a mix of several.
 ord AS (
-    SELECT source_db, quotation_id, min(order_id) AS order_id, min(event_date) AS order_date,
-           min(cancellation_detail) AS cancellation_detail
-    FROM raw.orders GROUP BY ALL
+    SELECT source_db, quotation_id, order_id, event_date AS order_date, cancellation_detail
+    FROM raw.orders
+    QUALIFY row_number() OVER (PARTITION BY source_db, quotation_id ORDER BY event_date, order_id) = 1
 ),
 events AS (
     SELECT k.partition_key, o.source_db, o.opportunity_id, q.quotation_id, ord.order_id,

@@ -196,6 +196,15 @@ def demo(args: argparse.Namespace) -> None:
         f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{warehouse}', read_only=True)"
         ".sql('SELECT * FROM customer_activity LIMIT 5'))\""
     )
+    reports = report_pages(warehouse.parent / "reports")
+    if reports:
+        print("Open the reports in a browser:\n" + "\n".join(f"  {page}" for page in reports))
+
+
+def report_pages(folder: Path) -> list[Path]:
+    """The pattern plots' index and the newest anomaly report, where the run wrote them."""
+    anomalies = sorted(folder.glob("anomalies/*/report.html"), key=lambda p: p.stat().st_mtime)
+    return [p for p in (folder / "patterns" / "index.html", *anomalies[-1:]) if p.exists()]
 
 
 def databases(args: argparse.Namespace) -> None:

@@ -57,6 +57,9 @@ def test_demo_command_runs_every_stage_and_says_how_to_open_the_ui(tmp_path):
     assert explained == [(d, flagged) for d, _, flagged in deep]
     pages = list((tmp_path / "demo" / "reports" / "anomalies").glob("*/customers/*.html"))
     assert len({p.name for p in pages}) == 4
+    reports = tmp_path / "demo" / "reports"
+    assert len(list((reports / "patterns").glob("*.png"))) == 4  # every customer's pattern plot
+    assert f"{reports / 'patterns' / 'index.html'}" in proc.stdout and "/report.html" in proc.stdout
     assert con.execute("SELECT count(*) FROM evaluation_results").fetchall()[0][0] > 0
 
 

@@ -61,6 +61,8 @@ def test_many_databases_one_tick_and_one_backfill_run(tmp_path: Path, scale_serv
             for event in result.get_asset_materialization_events()
             for value in event.materialization.metadata.values()
         ), "a run of many customers stores no plot in each partition's event"
+        plot_files = Path(patterns.metadata["plot_files"].value).parent.glob("*.png")
+        assert len(list(plot_files)) == SPEC.customers, "every customer's plot is a file instead"
         assert len(instance.get_run_records()) == 2, "one extraction and one backfill run"
         with duckdb.connect(str(warehouse), read_only=True) as con:
             for table in PER_CUSTOMER_TABLES:

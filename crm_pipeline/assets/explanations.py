@@ -2,7 +2,6 @@
 day (classical tree detectors) anomalous."""
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import duckdb
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue
@@ -10,7 +9,7 @@ from pydantic import Field
 
 from crm_pipeline.assets.customers import customer_asset, log_progress
 from crm_pipeline.assets.deep import DEEP_GROUP, deep_anomaly_scores, device_of
-from crm_pipeline.assets.metadata import inline_plots, preview_markdown
+from crm_pipeline.assets.metadata import inline_plots, preview_markdown, report_folder
 from crm_pipeline.assets.scoring import DEFAULT_DETECTORS, DETECTION_GROUP, DetectorChoice, anomaly_scores
 from crm_pipeline.detectors.deep.models import MODELS
 from crm_pipeline.detectors.scoring import DetectorSpec, build_detectors
@@ -150,7 +149,7 @@ def report_metadata(
     if not importance.empty:
         plot = importance_png(importance, f"what drives the anomalies of {partition_label(keys)}")
         metadata["importance_plot"] = inline_plots(keys, lambda: png_markdown(plot, "mean |SHAP| per column"))
-        folder = Path(wh.path).resolve().parent / "reports" / "anomalies" / run_id[:8]
+        folder = report_folder(wh.path, "anomalies", run_id[:8])
         metadata["report"] = MetadataValue.path(str(write_report(con, folder, importance, plot)))
         metadata["customer_reports"] = MetadataValue.path(str(folder / "customers"))
         if len(keys) == 1:

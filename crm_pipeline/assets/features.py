@@ -1,17 +1,21 @@
 """Feature assets: customer series and the lag dataset, partitioned by customer."""
 
+from pathlib import Path
+
+import duckdb
 from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
     Config,
     Failure,
     MaterializeResult,
+    MetadataValue,
 )
 from pydantic import Field
 
 from crm_pipeline.assets.customers import customer_asset, every_partition_of, log_progress
 from crm_pipeline.assets.extraction import raw_assets
-from crm_pipeline.assets.metadata import inline_plots, preview_markdown, scalar, zero_check
+from crm_pipeline.assets.metadata import inline_plots, preview_markdown, report_folder, scalar, zero_check
 from crm_pipeline.features.checks import (
     calendar_gaps,
     duplicate_lag_days,
@@ -26,7 +30,8 @@ from crm_pipeline.features.series import (
     write_lag_features,
 )
 from crm_pipeline.partitions import partition_label
-from crm_pipeline.patterns.plots import pattern_png, png_markdown
+from crm_pipeline.patterns.plots import PatternPlotter, png_markdown
+from crm_pipeline.patterns.report import INDEX, write_pattern_plots
 from crm_pipeline.patterns.rules import PatternRules, write_patterns
 from crm_pipeline.resources import WarehouseResource
 from crm_pipeline.warehouse.customer_tables import RUN_ROWS
@@ -198,6 +203,11 @@ class PatternConfig(Config):
     quarter_delta: float = Field(0.30, description="flag a quarter-over-quarter change at least this large")
     max_p_value: float = Field(0.05, description="a monthly OLS slope is a trend at this p-value or below")
     plots: int = Field(6, description="how many customers of the run get a plot in the metadata")
+    plot_files: bool = Field(
+        True,
+        description="write every run customer's plot to reports/patterns/ beside the warehouse, "
+        "with an index page (about 0.15 s a customer; a bulk run's metadata cannot hold them all)",
+    )
 
 
 @customer_asset(
@@ -207,12 +217,20 @@ def regular_patterns(
     context: AssetExecutionContext, config: PatternConfig, warehouse: WarehouseResource
 ) -> MaterializeResult:
     """Periodicity (cyclic weekdays and days of month) and trend (quarter over quarter, monthly
-    OLS slope) per customer, stored with their evidence; plots for the first customers."""
+    OLS slope) per customer, stored with their evidence; plots for the first customers inline,
+    and every customer's as a file."""
     keys = list(context.partition_keys)
     context.log.info("regular_patterns for %s", partition_label(keys))
     rules = PatternRules(config.tau_share, config.min_month_ratio, config.quarter_delta, config.max_p_value)
-    with warehouse.open(context.log).connect() as con:
+    wh = warehouse.open(context.log)
+    folder = report_folder(wh.path, "patterns")
+    with wh.connect() as con:
         written = write_patterns(con, keys, rules)
+        files = {}
+        if config.plot_files:
+            files = write_pattern_plots(
+                con, keys, folder, config.min_month_ratio, log_progress(context, "pattern plots")
+            )
         run_cyclic = RUN_ROWS.format(table="pattern_periodicity")
         cyclic = scalar(con, f"SELECT count(DISTINCT partition_key) {run_cyclic} WHERE cyclic")
         directions = dict(
@@ -225,10 +243,8 @@ def regular_patterns(
         )
         plots = inline_plots(
             keys,
-            lambda: (
-                "\n\n".join(png_markdown(pattern_png(con, key), key) for key in keys[: config.plots])
-                or "_no customer_"
-            ),
+            lambda: inline_pattern_plots(con, keys[: config.plots], files),
+            "every customer's plot is a file: see plot_files" if files else "turn plot_files on for files",
         )
     return MaterializeResult(
         metadata={
@@ -239,5 +255,14 @@ def regular_patterns(
             "trends_down": directions.get("down", 0),
             "preview": preview,
             "plots": plots,
+            **({"plot_files": MetadataValue.path(str(folder / INDEX))} if files else {}),
         }
     )
+
+
+def inline_pattern_plots(con: duckdb.DuckDBPyConnection, keys: list[str], files: dict[str, Path]) -> str:
+    """The customers' pattern plots as markdown: read from their files when the run wrote them,
+    drawn otherwise."""
+    with PatternPlotter() as plotter:
+        pngs = {k: files[k].read_bytes() if k in files else plotter.render(con, k) for k in keys}
+    return "\n\n".join(png_markdown(png, key) for key, png in pngs.items()) or "_no customer_"

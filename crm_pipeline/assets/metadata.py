@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -48,16 +49,26 @@ def databases_table(summary: RunSummary) -> MetadataValue:
 INLINE_PLOT_CUSTOMERS = 200
 
 
-def inline_plots(keys: Sequence[str], render: Callable[[], str]) -> MetadataValue:
+def inline_plots(
+    keys: Sequence[str],
+    render: Callable[[], str],
+    elsewhere: str = "materialize a few customers to see theirs",
+) -> MetadataValue:
     """``render()``'s markdown (PNG plots) for a run of up to ``INLINE_PLOT_CUSTOMERS`` customers;
-    for a bigger run, without rendering, a note saying why the plots were left out."""
+    for a bigger run, without rendering, a note saying why the plots were left out and, in
+    ``elsewhere``, where to find them."""
     if len(keys) <= INLINE_PLOT_CUSTOMERS:
         return MetadataValue.md(render())
     return MetadataValue.md(
         f"_{len(keys):,} customers in this run: plots are inline for runs of up to {INLINE_PLOT_CUSTOMERS} "
-        "customers, because Dagster stores this metadata once for every customer partition; "
-        "materialize a few customers to see theirs._"
+        f"customers, because Dagster stores this metadata once for every customer partition; {elsewhere}._"
     )
+
+
+def report_folder(warehouse_path: str | Path, *parts: str) -> Path:
+    """Where an asset writes files a user opens (HTML reports, plots): ``reports/`` beside the
+    warehouse file."""
+    return Path(warehouse_path).resolve().parent.joinpath("reports", *parts)
 
 
 def preview_markdown(con: duckdb.DuckDBPyConnection, sql: str, params: list[object]) -> MetadataValue:

@@ -4,8 +4,6 @@ customer, as plots for the asset metadata and as files a user can open (PNG and 
 from __future__ import annotations
 
 import base64
-import hashlib
-import re
 from html import escape
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pandas as pd
 
 from crm_pipeline.explain.run import SQL_DIR
 from crm_pipeline.patterns.plots import figure_png, plt
+from crm_pipeline.warehouse.keys import customer_file_name
 
 IMPORTANCE_SQL = (SQL_DIR / "column_importance.sql").read_text()
 EVENT_SQL = (
@@ -112,13 +111,6 @@ def write_report(
     return path
 
 
-def customer_page_name(partition_key: str) -> str:
-    """A file name for the customer's page: its key made safe (any database name can be part of
-    it), and a hash so that two keys never share a page."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", partition_key).strip("._")[:60]
-    return f"{safe}-{hashlib.sha1(partition_key.encode()).hexdigest()[:8]}.html"
-
-
 def write_customer_pages(con: duckdb.DuckDBPyConnection, directory: Path) -> dict[str, str]:
     """One HTML page per run customer with explained events: each event's SHAP values per column
     and look-back step as a coloured grid (red raises the explained output, blue lowers it).
@@ -137,7 +129,7 @@ def write_customer_pages(con: duckdb.DuckDBPyConnection, directory: Path) -> dic
                 f"<p>explained output {first['explained_output']:.4g} against "
                 f"{first['expected_output']:.4g} expected</p>" + _grid_html(event)
             )
-        name = customer_page_name(key)
+        name = customer_file_name(key, ".html")
         (folder / name).write_text("".join(parts), encoding="utf-8")
         pages[key] = f"customers/{name}"
     return pages

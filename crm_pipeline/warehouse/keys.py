@@ -29,3 +29,10 @@ def customer_partition_key(source_db: str, customer_id: str) -> str:
         return key
     digest = hashlib.sha1(f"{source_db}\x00{customer_id}".encode()).hexdigest()[:10]
     return f"{key}~{digest}"
+
+
+def customer_file_name(partition_key: str, suffix: str) -> str:
+    """A file name for a customer's report or plot: its key made safe (any database name can be
+    part of it) and a hash, so that two keys never share a file; ``suffix`` is e.g. ``.png``."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", partition_key).strip("._")[:60]
+    return f"{safe}-{hashlib.sha1(partition_key.encode()).hexdigest()[:8]}{suffix}"

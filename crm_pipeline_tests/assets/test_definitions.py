@@ -13,6 +13,7 @@ from crm_pipeline.assets.features import crm_events, customer_series, lag_featur
 from crm_pipeline.automation import customer_partitions_sensor
 from crm_pipeline.definitions import build_definitions
 from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
+from crm_pipeline.warehouse.keys import customer_file_name
 from crm_pipeline_tests.helpers import count, range_tags
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,8 +108,13 @@ def test_sensor_adds_customer_partitions_then_customer_backfill(defs, instance):
     assert count(wh, "SELECT count(*) FROM crm_events WHERE trading_currency_code = -1") == 0
     md = result.asset_materializations_for_node("customer_series")[0].metadata
     assert md["customers"].value == 3 and "preview" in md
-    plots = result.asset_materializations_for_node("regular_patterns")[0].metadata["plots"].value
-    assert plots.count("data:image/png;base64,") == 3
+    patterns_md = result.asset_materializations_for_node("regular_patterns")[0].metadata
+    assert patterns_md["plots"].value.count("data:image/png;base64,") == 3
+    index = Path(patterns_md["plot_files"].value)  # every customer's plot as a file, and an index
+    assert index.parent == Path(wh.path).resolve().parent / "reports" / "patterns"
+    plotted = sorted(p.name for p in index.parent.glob("*.png"))
+    assert plotted == sorted(customer_file_name(k, ".png") for k in keys)
+    assert all(k in index.read_text() for k in keys)
     # a monthly trend needs at least one complete calendar month of history
     with_a_full_month = (
         "SELECT count(*) FROM (SELECT min(period_start) AS f, max(period_start) AS l FROM customer_series "

@@ -12,12 +12,12 @@ from crm_pipeline.explain.deep import _deep_explainer, _gradient_explainer, expl
 from crm_pipeline.explain.networks import ForecastError
 from crm_pipeline.explain.report import (
     column_importance,
-    customer_page_name,
     customer_png,
     importance_png,
     write_report,
 )
 from crm_pipeline.explain.run import explain_customers
+from crm_pipeline.warehouse.keys import customer_file_name
 from crm_pipeline_tests.detectors.crm_planted import KEYS
 from crm_pipeline_tests.detectors.deep.test_training import events
 from crm_pipeline_tests.helpers import count
@@ -89,7 +89,7 @@ def test_explanations_are_stored_replaced_and_reported(crm_planted_copy, tmp_pat
         report = write_report(con, tmp_path / "report", importance, importance_png(importance, "t"))
         assert crm_planted_copy.planted_record in report.read_text()
         assert (tmp_path / "report" / "column_importance.png").read_bytes()[:4] == b"\x89PNG"
-        page = tmp_path / "report" / "customers" / customer_page_name("db1.ODD")
+        page = tmp_path / "report" / "customers" / customer_file_name("db1.ODD", ".html")
         assert f"customers/{page.name}" in report.read_text()
         assert (
             crm_planted_copy.planted_record in page.read_text()
@@ -122,13 +122,6 @@ def test_customers_scored_by_different_versions_are_each_explained_by_their_own(
         )
         assert con.execute(mismatched).fetchall() == [(0,)]
         assert con.execute("SELECT count(DISTINCT model_version) FROM shap_values").fetchall() == [(2,)]
-
-
-def test_a_customer_page_name_is_safe_and_unique_for_any_key():
-    hostile = ["../../etc/passwd", "db'><script>alert(1)</script>.C1", "DB1.C1", "db1.c1", ""]
-    names = [customer_page_name(k) for k in hostile]
-    assert len(set(names)) == len(names)
-    assert all("/" not in n and "<" not in n and "'" not in n and n.endswith(".html") for n in names)
 
 
 def test_by_default_every_flagged_event_is_explained(crm_planted_copy):

@@ -7,8 +7,10 @@ import pytest
 import statsmodels.api as sm
 
 from crm_pipeline.features.series import write_customer_series
-from crm_pipeline.patterns.plots import monthly_amounts, pattern_png
+from crm_pipeline.patterns.plots import PatternPlotter, monthly_amounts
+from crm_pipeline.patterns.report import INDEX, write_pattern_plots
 from crm_pipeline.patterns.rules import write_patterns
+from crm_pipeline.warehouse.keys import customer_file_name
 from crm_pipeline.warehouse.store import Warehouse
 from crm_pipeline_tests.helpers import seed_transactions
 
@@ -145,6 +147,38 @@ def test_the_plotted_trend_line_covers_the_months_it_was_fitted_to(wh):
             "SELECT months FROM pattern_monthly_trend "
             "WHERE partition_key = 'db1.GROWING' AND measure = 'amount_in'"
         ).fetchall()[0][0]
-        png = pattern_png(con, "db1.GROWING")
+        with PatternPlotter() as plotter:
+            png = plotter.render(con, "db1.GROWING")
     assert months["complete"].tolist() == [False] + [True] * 35 + [False]
     assert months["complete"].sum() == fitted and png[:4] == b"\x89PNG"
+
+
+def test_a_reused_plotter_draws_each_customer_as_a_fresh_one_would(wh):
+    """The plotter keeps its figure between customers: nothing of the one before may remain
+    (a longer series, a trend line, a cyclic bar)."""
+    with wh.connect(read_only=True) as con:
+        with PatternPlotter() as fresh:
+            alone = fresh.render(con, "db1.FLAT")
+        with PatternPlotter() as reused:
+            reused.render(con, "db1.GROWING")
+            reused.render(con, "db1.WEEKLY")
+            after_others = reused.render(con, "db1.FLAT")
+    assert after_others == alone
+
+
+def test_plot_files_for_every_customer_and_an_index_of_their_patterns(wh, tmp_path):
+    progress = []
+    with wh.connect(read_only=True) as con:
+        files = write_pattern_plots(con, KEYS, tmp_path, progress=lambda *a: progress.append(a))
+        assert all(files[k].read_bytes()[:4] == b"\x89PNG" for k in KEYS)
+        write_pattern_plots(con, ["db1.FLAT"], tmp_path)  # a later run of one customer keeps the others
+    assert progress[-1] == (len(KEYS), len(KEYS)) and len(progress) == len(KEYS)
+    expected = [INDEX, *(customer_file_name(k, ".png") for k in KEYS)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)  # no temporary file left
+    rows = {
+        row.split("</a>")[0].split(">")[-1]: row for row in (tmp_path / INDEX).read_text().split("<tr>")[2:]
+    }
+    assert sorted(rows) == sorted(KEYS)
+    assert "out Mon" in rows["db1.WEEKLY"] and "out day 15" in rows["db1.MONTHLY"]
+    assert "amount_in up" in rows["db1.GROWING"] and "amount_in down" in rows["db1.SHRINKING"]
+    assert "<td></td><td></td>" in rows["db1.NOISE"]  # neither cyclic nor trending

@@ -11,7 +11,7 @@ import pytest
 
 from crm_pipeline.sources.queries import default_query
 from crm_pipeline.sources.runner import ExtractionError
-from crm_pipeline.warehouse.keys import customer_partition_key
+from crm_pipeline.warehouse.keys import customer_file_name, customer_partition_key
 from crm_pipeline.warehouse.store import Warehouse, Window
 from crm_pipeline_tests.helpers import JAN_2019, count, execute_sqlite, extract, sqlite_runner
 
@@ -147,6 +147,14 @@ def test_customer_keys_are_safe_unique_and_stable():
     assert customer_partition_key("a b", "c") != customer_partition_key("a_b", "c")
     assert customer_partition_key("a.b", "c") != customer_partition_key("a", "b.c")
     assert hostile == customer_partition_key("x'; DROP--", "a/b c")
+
+
+def test_a_customer_file_name_is_safe_and_unique_for_any_key():
+    """Report pages and plot files are named after keys a user may have put anything into."""
+    hostile = ["../../etc/passwd", "db'><script>alert(1)</script>.C1", "DB1.C1", "db1.c1", ""]
+    names = [customer_file_name(k, ".png") for k in hostile]
+    assert len(set(names)) == len(names)
+    assert all("/" not in n and "<" not in n and "'" not in n and n.endswith(".png") for n in names)
 
 
 KILLED_EXTRACTION = textwrap.dedent(

@@ -1,0 +1,76 @@
+"""Pattern plot files beside the warehouse: every run customer's plot, and an index page.
+
+Dagster keeps one metadata entry for all the customer partitions of a single-run backfill, so
+a bulk run cannot show each customer's plot in that customer's partition. The files can:
+``reports/patterns/<customer>.png`` always holds the customer's latest plot, and ``index.html``
+lists every plotted customer with its cyclic days and trends.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+
+import duckdb
+
+from crm_pipeline.patterns.plots import PatternPlotter
+from crm_pipeline.warehouse.customer_tables import Progress
+from crm_pipeline.warehouse.keys import customer_file_name
+
+PLOT_INDEX_SQL = (Path(__file__).parent / "sql" / "plot_index.sql").read_text()
+INDEX = "index.html"
+
+
+def write_pattern_plots(
+    con: duckdb.DuckDBPyConnection,
+    partition_keys: Sequence[str],
+    folder: Path,
+    min_month_ratio: float = 0.85,
+    progress: Progress | None = None,
+) -> dict[str, Path]:
+    """Render each customer's pattern plot into ``folder`` (replacing its previous one), then
+    rewrite the index page. ``progress(done, total)`` is called about every tenth of the run.
+    Returns each customer's file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    step = max(1, len(partition_keys) // 10)
+    with PatternPlotter(min_month_ratio) as plotter:
+        for done, key in enumerate(partition_keys, start=1):
+            files[key] = _replace(folder / customer_file_name(key, ".png"), plotter.render(con, key))
+            if progress and (done % step == 0 or done == len(partition_keys)):
+                progress(done, len(partition_keys))
+    write_plot_index(con, folder)
+    return files
+
+
+def write_plot_index(con: duckdb.DuckDBPyConnection, folder: Path) -> Path:
+    """``folder/index.html``: every customer with a plot file there, its months of history, cyclic
+    days, significant monthly trends and flagged quarters, linked to its plot."""
+    rows = []
+    for key, months, cyclic, trends, quarters in con.execute(PLOT_INDEX_SQL).fetchall():
+        name = customer_file_name(key, ".png")
+        if (folder / name).exists():
+            rows.append(
+                f"<tr><td><a href='{name}'>{escape(key)}</a></td><td>{months}</td><td>{escape(cyclic)}</td>"
+                f"<td>{escape(trends)}</td><td>{quarters}</td></tr>"
+            )
+    page = (
+        "<!doctype html><meta charset='utf-8'><title>crm_pipeline regular patterns</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
+        "td,th{border:1px solid #ccc;padding:3px 6px}</style>"
+        f"<h1>Regular patterns ({len(rows)} customers)</h1>"
+        "<table><tr><th>customer (plot)</th><th>months</th><th>cyclic days</th>"
+        "<th>monthly trends (p &le; limit)</th><th>flagged quarters</th></tr>" + "".join(rows) + "</table>"
+    )
+    return _replace(folder / INDEX, page.encode())
+
+
+def _replace(path: Path, content: bytes) -> Path:
+    """Write ``content`` to ``path`` through a temporary file: a reader (or a run beside this
+    one) sees the old file or the new one, never half of one."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(content)
+    temporary.replace(path)
+    return path

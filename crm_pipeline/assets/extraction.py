@@ -88,6 +88,7 @@ def build_raw_asset(entity_name: str) -> AssetsDefinition:
             label,
             window,
             context.log,
+            first_day=monthly_partitions.start.date(),
         )
         where, params = _where(window)
         with store.connect() as con:
@@ -110,6 +111,11 @@ def build_raw_asset(entity_name: str) -> AssetsDefinition:
                 "databases": len(report.databases),
                 "databases_failed": len(report.summary.failed),
                 "new_customers": len(report.new_customer_keys),
+                **(
+                    {"rows_before_first_partition": MetadataValue.json(report.rows_before_start)}
+                    if report.rows_before_start
+                    else {}
+                ),
                 "duration_s": round(report.seconds, 2),
                 "per_database": databases_table(report.summary),
                 "preview": preview,

@@ -88,6 +88,14 @@ class Dialect(ABC):
         bound = self.date_placeholder()
         return f"SELECT * FROM (\n{_strip_query(query)}\n) AS q\nWHERE {col} >= {bound} AND {col} < {bound}"
 
+    def count_before_query(self, query: str, column: str) -> str:
+        """The number of ``query``'s rows with ``column`` before one placeholder, as ``rows_before``."""
+        col = f"q.{self.quote_identifier(column)}"
+        return (
+            f"SELECT count(*) AS rows_before FROM (\n{_strip_query(query)}\n) AS q\n"
+            f"WHERE {col} < {self.date_placeholder()}"
+        )
+
     def date_placeholder(self) -> str:
         """The placeholder for a date bound, with the cast the dialect needs."""
         return "CAST(? AS DATE)"

@@ -14,7 +14,7 @@ from crm_pipeline.automation import customer_partitions_sensor
 from crm_pipeline.definitions import build_definitions
 from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
 from crm_pipeline.warehouse.keys import customer_file_name
-from crm_pipeline_tests.helpers import count, range_tags
+from crm_pipeline_tests.helpers import count, execute_sqlite, range_tags
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,6 +59,18 @@ def test_two_months_then_rerun_without_duplicates(defs, instance):
     md = mats[0].metadata
     assert md["databases"].value == 3 and md["rows_inserted"].value > 0
     assert "per_database" in md and "preview" in md
+
+
+def test_the_first_month_names_the_rows_dated_before_it(defs, instance, sqlite_tenants):
+    """partitions.start is 2008-01: a row of 2007 is in no partition, and the first month says so."""
+    execute_sqlite(
+        sqlite_tenants / "tenant_02.sqlite",
+        "INSERT INTO transactions VALUES ('old', 'C00001', '2007-12-31', 5, 'CP1', 'in')",
+    )
+    first = run_month(defs, instance, "2008-01-01").asset_materializations_for_node("raw_transactions")
+    assert first[0].metadata["rows_before_first_partition"].value == {"tenant_02": 1}
+    later = run_month(defs, instance, "2019-01-01").asset_materializations_for_node("raw_transactions")
+    assert "rows_before_first_partition" not in later[0].metadata
 
 
 def test_single_run_backfill_of_a_range(defs, instance, small_tenants):

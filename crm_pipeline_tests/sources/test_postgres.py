@@ -1,5 +1,7 @@
 """Extraction from a real PostgreSQL server with several databases, through psqlODBC."""
 
+import logging
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -9,7 +11,7 @@ from crm_pipeline.sources.queries import default_query
 from crm_pipeline.sources.runner import EachDbRunner, ExtractionError
 from crm_pipeline.sources.selection import DatabaseFilter
 from crm_pipeline.warehouse.extract import extract_entity
-from crm_pipeline.warehouse.store import Warehouse
+from crm_pipeline.warehouse.store import Warehouse, Window
 from crm_pipeline_tests.conftest import HOSTILE_DB
 from crm_pipeline_tests.helpers import JAN_2019, count
 from crm_pipeline_tests.pg_local import PG_PASSWORD, free_port
@@ -53,6 +55,43 @@ def test_month_from_every_database_with_exact_decimals(tmp_path, pg_tenants, sma
         if "2019-01-01" <= r[2] < "2019-02-01"
     )
     assert count(wh, "SELECT sum(amount) FROM raw.transactions") == source_sum
+
+
+def test_rows_before_the_first_partition_are_counted_and_named(tmp_path, pg_tenants, small_tenants, caplog):
+    """With partitions starting in February 2019, January's rows are never extracted by any
+    partition: the first partition's run counts them per database and names them in a warning;
+    a later partition does not count again."""
+    runner = pg_runner(pg_tenants, database_filter=DatabaseFilter(include=tuple(TENANTS)))
+    february, march = Window(date(2019, 2, 1), date(2019, 3, 1)), Window(date(2019, 3, 1), date(2019, 4, 1))
+    sources = [(runner, default_query("transactions"))]
+    with caplog.at_level(logging.WARNING, logger="before"):
+        first = extract_entity(
+            sources,
+            Warehouse(tmp_path / "w.duckdb"),
+            "transactions",
+            "r1",
+            "2019-02-01",
+            february,
+            logging.getLogger("before"),
+            first_day=february.start,
+        )
+        later = extract_entity(
+            sources,
+            Warehouse(tmp_path / "w.duckdb"),
+            "transactions",
+            "r2",
+            "2019-03-01",
+            march,
+            logging.getLogger("before"),
+            first_day=february.start,
+        )
+    rows = {t.name: t.tables["transactions"].rows for t in small_tenants}
+    expected = {name: sum(1 for r in mine if r[2] < "2019-02-01") for name, mine in rows.items()}
+    assert first.rows_before_start == expected and min(expected.values()) > 0
+    assert later.rows_before_start == {}
+    [warning] = [r.getMessage() for r in caplog.records if "dated before" in r.getMessage()]
+    assert f"{sum(expected.values())} rows in 3 database(s) are dated before 2019-02-01" in warning
+    assert "tenant_02 (" in warning and "partitions.start" in warning
 
 
 def test_hostile_database_name_is_read_like_any_other(tmp_path, pg_tenants, small_tenants):

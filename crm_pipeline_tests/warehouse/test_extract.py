@@ -11,6 +11,7 @@ import pytest
 
 from crm_pipeline.sources.queries import default_query
 from crm_pipeline.sources.runner import ExtractionError
+from crm_pipeline.warehouse.extract import extract_entity
 from crm_pipeline.warehouse.keys import customer_file_name, customer_partition_key
 from crm_pipeline.warehouse.store import Warehouse, Window
 from crm_pipeline_tests.helpers import JAN_2019, count, execute_sqlite, extract, sqlite_runner
@@ -138,6 +139,21 @@ def test_each_date_loads_in_its_own_month_and_a_date_that_is_none_is_named(tmp_p
     with pytest.raises(ExtractionError, match=r"tenant_02.*transactions.event_date: value '2019-01-32'"):
         extract(sqlite_runner(sqlite_tenants), wh, run_id="r2")
     assert count(wh, "SELECT count(*) FROM raw.transactions") == before
+
+
+def test_sqlite_rows_before_the_first_partition_are_counted(tmp_path, sqlite_tenants, small_tenants):
+    """The SQLite dialect's count of rows no partition extracts (ISO text dates): the tenants'
+    2018 rows and one from 1850 each, with January 2019 the first partition."""
+    query = default_query("transactions") + " UNION ALL SELECT 'old', 'C00001', '1850-01-15', 10, 'CP1', 'in'"
+    wh = Warehouse(tmp_path / "w.duckdb")
+    report = extract_entity(
+        [(sqlite_runner(sqlite_tenants), query)], wh, "transactions", "r1", "2019-01-01", JAN_2019,
+        first_day=JAN_2019.start,
+    )  # fmt: skip
+    rows = {t.name: t.tables["transactions"].rows for t in small_tenants}
+    earlier = {name: 1 + sum(r[2] < "2019-01-01" for r in mine) for name, mine in rows.items()}
+    assert report.rows_before_start == earlier
+    assert report.inserted == count(wh, "SELECT count(*) FROM raw.transactions") > 0
 
 
 def test_customer_keys_are_safe_unique_and_stable():

@@ -174,7 +174,10 @@ def crm_events(context: AssetExecutionContext, warehouse: WarehouseResource) -> 
         )
         preview = preview_markdown(con, f"SELECT * {run_events} ORDER BY 1, process_date", [])
     if no_rate:
-        context.log.warning("%d quotations have a currency without an fx_rates row: no EUR subtotal", no_rate)
+        context.log.warning(
+            "%d quotations have no fx_rates row for their currency valid on their date: no EUR subtotal",
+            no_rate,
+        )
     return MaterializeResult(
         metadata={
             "dagster/row_count": written,

@@ -61,9 +61,19 @@ CREATE TABLE IF NOT EXISTS crm_encodings (
 CREATE TABLE IF NOT EXISTS buy_interest_levels (label VARCHAR PRIMARY KEY, level INTEGER NOT NULL);
 INSERT OR IGNORE INTO buy_interest_levels VALUES ('low', 1), ('medium', 2), ('high', 3), ('very high', 4);
 
--- Conversion of quotation subtotals to EUR. The rows below are round demo rates: load your own
--- (currency, rate_to_eur) before trusting quotation_subtotal_eur; a currency without a rate gives NULL.
-CREATE TABLE IF NOT EXISTS fx_rates (currency VARCHAR PRIMARY KEY, rate_to_eur DOUBLE NOT NULL);
-INSERT OR IGNORE INTO fx_rates VALUES
-    ('EUR', 1.0), ('USD', 0.9), ('GBP', 1.15), ('CHF', 1.0), ('SEK', 0.09),
-    ('JPY', 0.0065), ('BRL', 0.18), ('ZAR', 0.05);
+-- Conversion of quotation subtotals to EUR: a quotation takes its currency's rate with the latest
+-- valid_from on or before its date (one row per currency for a fixed rate, one per day or month
+-- for a history). The rows below are round demo rates valid from 1900: load your own
+-- (currency, valid_from, rate_to_eur) before trusting quotation_subtotal_eur. A quotation without
+-- a rate for its currency and date gets NULL, never a guess.
+CREATE TABLE IF NOT EXISTS fx_rates (
+    currency    VARCHAR NOT NULL,
+    valid_from  DATE NOT NULL,
+    rate_to_eur DOUBLE NOT NULL,
+    PRIMARY KEY (currency, valid_from)
+);
+INSERT OR IGNORE INTO fx_rates (currency, valid_from, rate_to_eur)
+SELECT currency, DATE '1900-01-01', rate
+FROM (VALUES ('EUR', 1.0), ('USD', 0.9), ('GBP', 1.15), ('CHF', 1.0), ('SEK', 0.09),
+             ('JPY', 0.0065), ('BRL', 0.18), ('ZAR', 0.05)) AS demo(currency, rate)
+WHERE currency NOT IN (SELECT currency FROM fx_rates);  -- never beside a currency's own rates

@@ -171,10 +171,45 @@ class Warehouse:
 
     @staticmethod
     def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-        """Create the raw schema, raw tables and bookkeeping tables if they are missing."""
-        con.execute(SCHEMA_SQL)
-        for entity in ENTITIES.values():
-            con.execute(create_raw_table_sql(entity))
+        """Create the raw schema, raw tables and bookkeeping tables if they are missing, and
+        bring a warehouse of an earlier version up to date (in one transaction when it must)."""
+        if not _has_fixed_fx_rates(con):
+            _create_schema(con)
+            return
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("ALTER TABLE fx_rates RENAME TO fx_rates_fixed")
+            _create_schema(con)
+            con.execute(FIXED_FX_RATES_MIGRATION)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+
+#: fx_rates before dated rates held one rate per currency: each becomes valid from 1900.
+FIXED_FX_RATES_MIGRATION = """
+INSERT OR REPLACE INTO fx_rates (currency, valid_from, rate_to_eur)
+SELECT currency, DATE '1900-01-01', rate_to_eur FROM fx_rates_fixed;
+DROP TABLE fx_rates_fixed;
+"""
+
+
+def _has_fixed_fx_rates(con: duckdb.DuckDBPyConnection) -> bool:
+    """True for a warehouse whose fx_rates has no valid_from column (one rate per currency)."""
+    columns = {
+        c
+        for (c,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = 'fx_rates'"
+        ).fetchall()
+    }
+    return bool(columns) and "valid_from" not in columns
+
+
+def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(SCHEMA_SQL)
+    for entity in ENTITIES.values():
+        con.execute(create_raw_table_sql(entity))
 
 
 def _reject_reason_sql(entity: Entity) -> str:

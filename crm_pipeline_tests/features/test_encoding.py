@@ -1,7 +1,8 @@
 """Encoded CRM events: stable codes, explicit none/unseen codes, ordinal interest, EUR subtotals."""
 
-from datetime import date
+from datetime import date, timedelta
 
+import duckdb
 import pytest
 
 from crm_pipeline.features.encoding import NONE_CODE, UNSEEN_CODE, learn_encodings, write_crm_events
@@ -164,3 +165,43 @@ def test_a_quotation_with_several_orders_carries_its_first_order_whole(wh):
         order_date = con.execute("SELECT order_date FROM crm_events WHERE quotation_id = 'Q2'").fetchall()
     assert events(wh)[("O1", "Q2")][0] == "S2" and events(wh)[("O1", "Q2")][-1] == NONE_CODE
     assert order_date == [(first,)]
+
+
+def test_a_subtotal_takes_the_rate_valid_on_its_date(wh):
+    """USD is 0.9 from 1900 (the demo row), 0.8 from the quotations' day and 0.5 from the day
+    after: Q2 (USD 200 that day) takes 0.8, never the later rate. A currency whose rates start
+    after its quotation gets no EUR subtotal, not the first rate."""
+    seed_raw(
+        wh,
+        "quotations",
+        [{"quotation_id": "Q3", "opportunity_id": "O1", "customer_id": "C1", "event_date": D,
+          "subtotal": 50, "trading_currency": "NOK"}],
+        replace=False,
+    )  # fmt: skip
+    with wh.connect() as con:
+        con.execute(
+            "INSERT INTO fx_rates VALUES ('USD', ?, 0.8), ('USD', ?, 0.5), ('NOK', ?, 0.085)",
+            [D, D + timedelta(days=1), D + timedelta(days=1)],
+        )
+        learn_encodings(con, "r1")
+        write_crm_events(con, ["db1.C1"])
+    eur = {quotation: row[3] for (_, quotation), row in events(wh).items()}
+    assert eur["Q1"] == 1000.0 and eur["Q2"] == pytest.approx(160.0) and eur["Q3"] is None
+
+
+def test_a_warehouse_with_one_rate_per_currency_keeps_its_rates_as_valid_from_1900(tmp_path):
+    """fx_rates before dated rates: (currency, rate_to_eur). Opening the warehouse moves each rate
+    into the dated table, the user's rate winning over the demo's."""
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE fx_rates (currency VARCHAR PRIMARY KEY, rate_to_eur DOUBLE NOT NULL)")
+        con.execute("INSERT INTO fx_rates VALUES ('USD', 0.95), ('XYZ', 2.0)")
+    with Warehouse(path).connect() as con:
+        rates = dict(con.execute("SELECT currency, rate_to_eur FROM fx_rates").fetchall())
+        dates = con.execute("SELECT DISTINCT valid_from FROM fx_rates").fetchall()
+        leftovers = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'fx_rates_fixed'")
+        assert leftovers.fetchall() == [(0,)]
+    assert rates["USD"] == 0.95 and rates["XYZ"] == 2.0 and rates["EUR"] == 1.0
+    assert dates == [(date(1900, 1, 1),)]
+    with Warehouse(path).connect() as con:  # and the next opening changes nothing
+        assert dict(con.execute("SELECT currency, rate_to_eur FROM fx_rates").fetchall()) == rates

@@ -30,7 +30,7 @@ from crm_pipeline.features.series import (
     write_lag_features,
 )
 from crm_pipeline.partitions import partition_label
-from crm_pipeline.patterns.plots import PatternPlotter, png_markdown
+from crm_pipeline.patterns.plots import PatternPlotter, load_pattern_data, png_markdown
 from crm_pipeline.patterns.report import INDEX, write_pattern_plots
 from crm_pipeline.patterns.rules import PatternRules, write_patterns
 from crm_pipeline.resources import WarehouseResource
@@ -211,6 +211,7 @@ class PatternConfig(Config):
         description="write every run customer's plot to reports/patterns/ beside the warehouse, "
         "with an index page (about 0.15 s a customer; a bulk run's metadata cannot hold them all)",
     )
+    workers: int = Field(-1, description="processes that draw the plot files (-1: one per core)")
 
 
 @customer_asset(
@@ -232,7 +233,12 @@ def regular_patterns(
         files = {}
         if config.plot_files:
             files = write_pattern_plots(
-                con, keys, folder, config.min_month_ratio, log_progress(context, "pattern plots")
+                con,
+                keys,
+                folder,
+                config.min_month_ratio,
+                config.workers,
+                log_progress(context, "pattern plots"),
             )
         run_cyclic = RUN_ROWS.format(table="pattern_periodicity")
         cyclic = scalar(con, f"SELECT count(DISTINCT partition_key) {run_cyclic} WHERE cyclic")
@@ -266,6 +272,8 @@ def regular_patterns(
 def inline_pattern_plots(con: duckdb.DuckDBPyConnection, keys: list[str], files: dict[str, Path]) -> str:
     """The customers' pattern plots as markdown: read from their files when the run wrote them,
     drawn otherwise."""
+    missing = load_pattern_data(con, [k for k in keys if k not in files])
     with PatternPlotter() as plotter:
-        pngs = {k: files[k].read_bytes() if k in files else plotter.render(con, k) for k in keys}
+        drawn = {d.partition_key: plotter.render(d) for d in missing}
+    pngs = {k: files[k].read_bytes() if k in files else drawn[k] for k in keys}
     return "\n\n".join(png_markdown(png, key) for key, png in pngs.items()) or "_no customer_"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import duckdb
 import matplotlib
@@ -13,33 +15,59 @@ matplotlib.use("Agg")  # no display: render to PNG
 import matplotlib.pyplot as plt  # noqa: E402
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-#: A customer's monthly amounts, each month marked complete when the daily calendar covers all of
-#: it: the months ``monthly_regression.sql`` fits its trend to (a partial first or last month is not).
+#: The customers' monthly amounts ($1: a list of keys), each month marked complete when the daily
+#: calendar covers all of it: the months ``monthly_regression.sql`` fits its trend to (a partial
+#: first or last month is not).
 MONTHS_SQL = """
-SELECT period_start, amount_in::DOUBLE AS amount_in, amount_out::DOUBLE AS amount_out,
+WITH span AS (
+    SELECT partition_key, min(period_start) AS first_day, max(period_start) AS last_day
+    FROM customer_series WHERE grain = 'day' AND partition_key IN (SELECT unnest($1)) GROUP BY 1
+)
+SELECT partition_key, period_start, amount_in::DOUBLE AS amount_in, amount_out::DOUBLE AS amount_out,
        period_start >= first_day AND period_start + INTERVAL 1 MONTH <= last_day + INTERVAL 1 DAY AS complete
-FROM customer_series,
-     (SELECT min(period_start) AS first_day, max(period_start) AS last_day FROM customer_series
-      WHERE partition_key = $1 AND grain = 'day')
-WHERE partition_key = $1 AND grain = 'month'
-ORDER BY 1
+FROM customer_series JOIN span USING (partition_key)
+WHERE grain = 'month'
+ORDER BY 1, 2
 """
-
-
-def monthly_amounts(con: duckdb.DuckDBPyConnection, partition_key: str) -> pd.DataFrame:
-    """The customer's monthly amounts in and out, and which months are complete (the ones its
-    trend was fitted to)."""
-    return con.execute(MONTHS_SQL, [partition_key]).df()
-
-
+TREND_SQL = (
+    "SELECT partition_key, measure, slope, intercept FROM pattern_monthly_trend "
+    "WHERE partition_key IN (SELECT unnest($1))"
+)
+PERIODICITY_SQL = (
+    "SELECT partition_key, kind, value, max(ratio) AS ratio, bool_or(cyclic) AS cyclic "
+    "FROM pattern_periodicity WHERE partition_key IN (SELECT unnest($1)) GROUP BY ALL"
+)
 #: The periodicity bars, in plot order: days of month 1-31, then weekdays (ISO 1 = Monday).
 PERIODIC_DAYS = (*(("day_of_month", d) for d in range(1, 32)), *(("weekday", w) for w in range(1, 8)))
-TREND_SQL = "SELECT measure, slope, intercept FROM pattern_monthly_trend WHERE partition_key = ?"
-PERIODICITY_SQL = (
-    "SELECT kind, value, max(ratio) AS ratio, bool_or(cyclic) AS cyclic FROM pattern_periodicity "
-    "WHERE partition_key = ? GROUP BY ALL"
-)
 AMOUNT_COLOURS = {"amount_in": "tab:green", "amount_out": "tab:red"}
+
+
+@dataclass(frozen=True)
+class PatternData:
+    """What one customer's pattern plot shows: plain values, so that worker processes can draw
+    it without the warehouse."""
+
+    partition_key: str
+    months: pd.DataFrame  # period_start, amount_in, amount_out, complete (fitted by the trend)
+    trend: dict[str, tuple[float | None, float | None]]  # measure -> (slope, intercept)
+    periodicity: dict[tuple[str, int], tuple[float, bool]]  # (kind, value) -> (ratio, cyclic)
+
+
+def load_pattern_data(con: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]) -> list[PatternData]:
+    """The plot data of ``partition_keys``, in their order, in three queries for all of them."""
+    keys = list(partition_keys)
+    months = {
+        k: m.drop(columns="partition_key")
+        for k, m in con.execute(MONTHS_SQL, [keys]).df().groupby("partition_key")
+    }
+    trend: dict[str, dict] = {k: {} for k in keys}
+    for key, measure, slope, intercept in con.execute(TREND_SQL, [keys]).fetchall():
+        trend[key][measure] = (slope, intercept)
+    period: dict[str, dict] = {k: {} for k in keys}
+    for key, kind, value, ratio, cyclic in con.execute(PERIODICITY_SQL, [keys]).fetchall():
+        period[key][(kind, value)] = (ratio, cyclic)
+    empty = pd.DataFrame(columns=["period_start", "amount_in", "amount_out", "complete"])
+    return [PatternData(k, months.get(k, empty).reset_index(drop=True), trend[k], period[k]) for k in keys]
 
 
 class PatternPlotter:
@@ -70,15 +98,14 @@ class PatternPlotter:
     def __exit__(self, *_: object) -> None:
         plt.close(self.fig)
 
-    def render(self, con: duckdb.DuckDBPyConnection, partition_key: str) -> bytes:
+    def render(self, data: PatternData) -> bytes:
         """The customer's two-panel PNG: monthly amounts in/out with their OLS trend lines over the
         months the regression read; the share of months each day of month and weekday was hit."""
-        months = monthly_amounts(con, partition_key)
-        trend = {m: (s, i) for m, s, i in con.execute(TREND_SQL, [partition_key]).fetchall()}
-        fitted = months[months["complete"]]  # t = 0 is the first complete month
+        months = data.months
+        fitted = months[months["complete"].astype(bool)]  # t = 0 is the first complete month
         for measure in AMOUNT_COLOURS:
             self.series[measure].set_data(months["period_start"], months[measure])
-            slope, intercept = trend.get(measure, (None, None))
+            slope, intercept = data.trend.get(measure, (None, None))
             if slope is None or fitted.empty:
                 self.trends[measure].set_data([], [])
             else:
@@ -86,10 +113,9 @@ class PatternPlotter:
                 self.trends[measure].set_data(fitted["period_start"], line)
         self.top.relim()
         self.top.autoscale_view()
-        self.top.set_title(f"{partition_key}: monthly amounts and trend")
-        period = {(k, v): (r, c) for k, v, r, c in con.execute(PERIODICITY_SQL, [partition_key]).fetchall()}
+        self.top.set_title(f"{data.partition_key}: monthly amounts and trend")
         for bar, day in zip(self.bars, PERIODIC_DAYS, strict=True):
-            ratio, cyclic = period.get(day, (0.0, False))
+            ratio, cyclic = data.periodicity.get(day, (0.0, False))
             bar.set_height(ratio or 0.0)
             bar.set_color("tab:blue" if cyclic else "lightgrey")
         return figure_png(self.fig, close=False)

@@ -14,13 +14,17 @@ from html import escape
 from pathlib import Path
 
 import duckdb
+from joblib import Parallel, delayed
 
-from crm_pipeline.patterns.plots import PatternPlotter
+from crm_pipeline.patterns.plots import PatternData, PatternPlotter, load_pattern_data
 from crm_pipeline.warehouse.customer_tables import Progress
 from crm_pipeline.warehouse.keys import customer_file_name
+from crm_pipeline.workers import worker_deaths
 
 PLOT_INDEX_SQL = (Path(__file__).parent / "sql" / "plot_index.sql").read_text()
 INDEX = "index.html"
+#: Customers one worker task draws: enough to pay for the task, few enough to share the work.
+PLOTS_PER_TASK = 32
 
 
 def write_pattern_plots(
@@ -28,21 +32,37 @@ def write_pattern_plots(
     partition_keys: Sequence[str],
     folder: Path,
     min_month_ratio: float = 0.85,
+    n_jobs: int = -1,
     progress: Progress | None = None,
 ) -> dict[str, Path]:
     """Render each customer's pattern plot into ``folder`` (replacing its previous one), then
-    rewrite the index page. ``progress(done, total)`` is called about every tenth of the run.
-    Returns each customer's file."""
+    rewrite the index page. The data is read here in three queries; ``n_jobs`` worker processes
+    draw ``PLOTS_PER_TASK`` customers a task (``-1``: one per core). ``progress(done, total)``
+    follows the tasks. Returns each customer's file."""
     folder.mkdir(parents=True, exist_ok=True)
+    data = load_pattern_data(con, partition_keys)
+    tasks = [data[i : i + PLOTS_PER_TASK] for i in range(0, len(data), PLOTS_PER_TASK)]
     files: dict[str, Path] = {}
-    step = max(1, len(partition_keys) // 10)
-    with PatternPlotter(min_month_ratio) as plotter:
-        for done, key in enumerate(partition_keys, start=1):
-            files[key] = _replace(folder / customer_file_name(key, ".png"), plotter.render(con, key))
-            if progress and (done % step == 0 or done == len(partition_keys)):
-                progress(done, len(partition_keys))
+    kept = "every plot written before stays, the index is not rewritten"
+    with (
+        worker_deaths("drawing pattern plots", kept),
+        Parallel(n_jobs=n_jobs, backend="loky", return_as="generator") as parallel,
+    ):
+        for written in parallel(delayed(draw_plot_files)(task, folder, min_month_ratio) for task in tasks):
+            files.update(written)
+            if progress:
+                progress(len(files), len(data))
     write_plot_index(con, folder)
     return files
+
+
+def draw_plot_files(data: Sequence[PatternData], folder: Path, min_month_ratio: float) -> dict[str, Path]:
+    """One task: draw these customers on one plotter and write their files."""
+    with PatternPlotter(min_month_ratio) as plotter:
+        return {
+            d.partition_key: _replace(folder / customer_file_name(d.partition_key, ".png"), plotter.render(d))
+            for d in data
+        }
 
 
 def write_plot_index(con: duckdb.DuckDBPyConnection, folder: Path) -> Path:

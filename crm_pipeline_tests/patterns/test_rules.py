@@ -7,7 +7,8 @@ import pytest
 import statsmodels.api as sm
 
 from crm_pipeline.features.series import write_customer_series
-from crm_pipeline.patterns.plots import PatternPlotter, monthly_amounts
+from crm_pipeline.patterns import report
+from crm_pipeline.patterns.plots import PatternPlotter, load_pattern_data
 from crm_pipeline.patterns.report import INDEX, write_pattern_plots
 from crm_pipeline.patterns.rules import write_patterns
 from crm_pipeline.warehouse.keys import customer_file_name
@@ -142,13 +143,14 @@ def test_the_plotted_trend_line_covers_the_months_it_was_fitted_to(wh):
     """The series runs from 2 January 2017 to 1 January 2020: both Januaries are partial, so the
     regression (and its line in the plot) starts in February 2017, at t = 0, and ends in December."""
     with wh.connect(read_only=True) as con:
-        months = monthly_amounts(con, "db1.GROWING")
+        [growing] = load_pattern_data(con, ["db1.GROWING"])
         fitted = con.execute(
             "SELECT months FROM pattern_monthly_trend "
             "WHERE partition_key = 'db1.GROWING' AND measure = 'amount_in'"
         ).fetchall()[0][0]
-        with PatternPlotter() as plotter:
-            png = plotter.render(con, "db1.GROWING")
+    with PatternPlotter() as plotter:
+        png = plotter.render(growing)
+    months = growing.months
     assert months["complete"].tolist() == [False] + [True] * 35 + [False]
     assert months["complete"].sum() == fitted and png[:4] == b"\x89PNG"
 
@@ -157,22 +159,30 @@ def test_a_reused_plotter_draws_each_customer_as_a_fresh_one_would(wh):
     """The plotter keeps its figure between customers: nothing of the one before may remain
     (a longer series, a trend line, a cyclic bar)."""
     with wh.connect(read_only=True) as con:
-        with PatternPlotter() as fresh:
-            alone = fresh.render(con, "db1.FLAT")
-        with PatternPlotter() as reused:
-            reused.render(con, "db1.GROWING")
-            reused.render(con, "db1.WEEKLY")
-            after_others = reused.render(con, "db1.FLAT")
+        flat, growing, weekly, nobody = load_pattern_data(
+            con, ["db1.FLAT", "db1.GROWING", "db1.WEEKLY", "db1.X"]
+        )
+    with PatternPlotter() as fresh:
+        alone = fresh.render(flat)
+    with PatternPlotter() as reused:
+        reused.render(growing)
+        reused.render(weekly)
+        assert reused.render(nobody)[:4] == b"\x89PNG"  # no series at all: empty panels, no error
+        after_others = reused.render(flat)
     assert after_others == alone
 
 
-def test_plot_files_for_every_customer_and_an_index_of_their_patterns(wh, tmp_path):
+def test_plot_files_for_every_customer_and_an_index_of_their_patterns(wh, tmp_path, monkeypatch):
+    """Two worker processes, two customers a task; the files are what one plotter here draws."""
+    monkeypatch.setattr(report, "PLOTS_PER_TASK", 2)
     progress = []
     with wh.connect(read_only=True) as con:
-        files = write_pattern_plots(con, KEYS, tmp_path, progress=lambda *a: progress.append(a))
-        assert all(files[k].read_bytes()[:4] == b"\x89PNG" for k in KEYS)
-        write_pattern_plots(con, ["db1.FLAT"], tmp_path)  # a later run of one customer keeps the others
-    assert progress[-1] == (len(KEYS), len(KEYS)) and len(progress) == len(KEYS)
+        files = write_pattern_plots(con, KEYS, tmp_path, n_jobs=2, progress=lambda *a: progress.append(a))
+        write_pattern_plots(con, ["db1.FLAT"], tmp_path, n_jobs=1)  # one customer later: the others stay
+        data = load_pattern_data(con, KEYS)
+    with PatternPlotter() as plotter:
+        assert all(files[d.partition_key].read_bytes() == plotter.render(d) for d in data)
+    assert progress == [(2, 6), (4, 6), (6, 6)]
     expected = [INDEX, *(customer_file_name(k, ".png") for k in KEYS)]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)  # no temporary file left
     rows = {

@@ -31,7 +31,7 @@ from crm_pipeline.features.series import (
 )
 from crm_pipeline.partitions import partition_label
 from crm_pipeline.patterns.plots import PatternPlotter, load_pattern_data, png_markdown
-from crm_pipeline.patterns.report import INDEX, write_pattern_plots
+from crm_pipeline.patterns.report import INDEX, most_patterned, write_pattern_plots
 from crm_pipeline.patterns.rules import PatternRules, write_patterns
 from crm_pipeline.resources import WarehouseResource
 from crm_pipeline.warehouse.customer_tables import RUN_ROWS
@@ -205,7 +205,9 @@ class PatternConfig(Config):
     min_month_ratio: float = Field(0.85, description="cyclic when tau is exceeded in this share of months")
     quarter_delta: float = Field(0.30, description="flag a quarter-over-quarter change at least this large")
     max_p_value: float = Field(0.05, description="a monthly OLS slope is a trend at this p-value or below")
-    plots: int = Field(6, description="how many customers of the run get a plot in the metadata")
+    plots: int = Field(
+        6, description="how many customers of the run get a plot in the metadata (the most patterned first)"
+    )
     plot_files: bool = Field(
         True,
         description="write every run customer's plot to reports/patterns/ beside the warehouse, "
@@ -221,8 +223,8 @@ def regular_patterns(
     context: AssetExecutionContext, config: PatternConfig, warehouse: WarehouseResource
 ) -> MaterializeResult:
     """Periodicity (cyclic weekdays and days of month) and trend (quarter over quarter, monthly
-    OLS slope) per customer, stored with their evidence; plots for the first customers inline,
-    and every customer's as a file."""
+    OLS slope) per customer, stored with their evidence; plots inline for the customers with the
+    most patterns, and every customer's as a file."""
     keys = list(context.partition_keys)
     context.log.info("regular_patterns for %s", partition_label(keys))
     rules = PatternRules(config.tau_share, config.min_month_ratio, config.quarter_delta, config.max_p_value)
@@ -252,7 +254,7 @@ def regular_patterns(
         )
         plots = inline_plots(
             keys,
-            lambda: inline_pattern_plots(con, keys[: config.plots], files),
+            lambda: inline_pattern_plots(con, most_patterned(con, config.plots), files),
             "every customer's plot is a file: see plot_files" if files else "turn plot_files on for files",
         )
     return MaterializeResult(

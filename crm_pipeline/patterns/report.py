@@ -27,6 +27,25 @@ INDEX = "index.html"
 PLOTS_PER_TASK = 32
 
 
+#: The run's customers, those with the most evidence of a pattern (significant monthly trends and
+#: cyclic days) first: the ones worth a plot in the run's metadata.
+MOST_PATTERNED_SQL = """
+SELECT r.partition_key
+FROM run_customers AS r
+LEFT JOIN (SELECT partition_key, count(*) AS n FROM pattern_monthly_trend WHERE significant GROUP BY 1) AS t
+       USING (partition_key)
+LEFT JOIN (SELECT partition_key, count(*) AS n FROM pattern_periodicity WHERE cyclic GROUP BY 1) AS p
+       USING (partition_key)
+ORDER BY coalesce(t.n, 0) + coalesce(p.n, 0) DESC, r.partition_key
+LIMIT ?
+"""
+
+
+def most_patterned(con: duckdb.DuckDBPyConnection, limit: int) -> list[str]:
+    """Up to ``limit`` of the run's customers (``run_customers``), the most patterned first."""
+    return [key for (key,) in con.execute(MOST_PATTERNED_SQL, [limit]).fetchall()]
+
+
 def write_pattern_plots(
     con: duckdb.DuckDBPyConnection,
     partition_keys: Sequence[str],

@@ -9,8 +9,9 @@ import statsmodels.api as sm
 from crm_pipeline.features.series import write_customer_series
 from crm_pipeline.patterns import report
 from crm_pipeline.patterns.plots import PatternPlotter, load_pattern_data
-from crm_pipeline.patterns.report import INDEX, write_pattern_plots
+from crm_pipeline.patterns.report import INDEX, most_patterned, write_pattern_plots
 from crm_pipeline.patterns.rules import write_patterns
+from crm_pipeline.warehouse.customer_tables import register_run_customers
 from crm_pipeline.warehouse.keys import customer_file_name
 from crm_pipeline.warehouse.store import Warehouse
 from crm_pipeline_tests.helpers import seed_transactions
@@ -192,3 +193,14 @@ def test_plot_files_for_every_customer_and_an_index_of_their_patterns(wh, tmp_pa
     assert "out Mon" in rows["db1.WEEKLY"] and "out day 15" in rows["db1.MONTHLY"]
     assert "amount_in up" in rows["db1.GROWING"] and "amount_in down" in rows["db1.SHRINKING"]
     assert "<td></td><td></td>" in rows["db1.NOISE"]  # neither cyclic nor trending
+
+
+def test_the_metadata_plots_show_the_most_patterned_customers_first(wh):
+    """GROWING and SHRINKING have a monthly trend and cyclic days (they pay on the 3rd and 17th),
+    NOISE has neither: it comes last, and a run's few inline plots are spent on the others."""
+    with wh.connect() as con:
+        register_run_customers(con, KEYS)
+        order = most_patterned(con, len(KEYS))
+        assert most_patterned(con, 2) == order[:2]
+    assert sorted(order) == sorted(KEYS) and order[-1] == "db1.NOISE"
+    assert set(order[:2]) == {"db1.GROWING", "db1.SHRINKING"}

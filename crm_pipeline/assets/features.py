@@ -169,6 +169,11 @@ def crm_events(context: AssetExecutionContext, warehouse: WarehouseResource) -> 
             f"SELECT count(*) {run_events} "
             "WHERE quotation_subtotal IS NOT NULL AND quotation_subtotal_eur IS NULL",
         )
+        at_demo, demo_currencies = con.execute(
+            "SELECT count(*), string_agg(DISTINCT trading_currency, ', ' ORDER BY trading_currency) "
+            f"{run_events} WHERE quotation_subtotal IS NOT NULL "
+            "AND trading_currency IN (SELECT currency FROM fx_rates_in_use WHERE demo)"
+        ).fetchone()
         codes = preview_markdown(
             con, "SELECT column_name, category, code FROM crm_encodings ORDER BY 1, 3", []
         )
@@ -178,12 +183,20 @@ def crm_events(context: AssetExecutionContext, warehouse: WarehouseResource) -> 
             "%d quotations have no fx_rates row for their currency valid on their date: no EUR subtotal",
             no_rate,
         )
+    if at_demo:
+        context.log.warning(
+            "%d quotations were converted at the round demo rates of fx_demo_rates (%s): "
+            "load those currencies' rates into fx_rates",
+            at_demo,
+            demo_currencies,
+        )
     return MaterializeResult(
         metadata={
             "dagster/row_count": written,
             "customers": len(keys),
             "new_codes": learned,
             "subtotals_without_fx_rate": no_rate,
+            "subtotals_at_demo_rates": at_demo,
             "encodings": codes,
             "preview": preview,
         },

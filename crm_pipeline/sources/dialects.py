@@ -88,11 +88,14 @@ class Dialect(ABC):
         bound = self.date_placeholder()
         return f"SELECT * FROM (\n{_strip_query(query)}\n) AS q\nWHERE {col} >= {bound} AND {col} < {bound}"
 
+    #: The row count aggregate: 64-bit wherever ``count(*)`` is.
+    count_rows = "count(*)"
+
     def count_before_query(self, query: str, column: str) -> str:
         """The number of ``query``'s rows with ``column`` before one placeholder, as ``rows_before``."""
         col = f"q.{self.quote_identifier(column)}"
         return (
-            f"SELECT count(*) AS rows_before FROM (\n{_strip_query(query)}\n) AS q\n"
+            f"SELECT {self.count_rows} AS rows_before FROM (\n{_strip_query(query)}\n) AS q\n"
             f"WHERE {col} < {self.date_placeholder()}"
         )
 
@@ -311,6 +314,7 @@ class SqlServerDialect(OdbcDialect):
 
     name = "sqlserver"
     list_sql = "SELECT name, database_id, state_desc FROM sys.databases"
+    count_rows = "COUNT_BIG(*)"  # count(*) is a 32-bit int here
 
     def quote_identifier(self, identifier: str) -> str:
         return "[" + identifier.replace("]", "]]") + "]"

@@ -102,7 +102,7 @@ def extract_entity(
         counts = writer.commit(summary.succeeded)
         record_extraction(con, run_id, entity, partition, summary.results)
         new_keys = refresh_customer_keys(con, run_id)
-    before = {}
+    before: dict[str, int] = {}
     if window is not None and first_day is not None and window.start <= first_day:
         loaded = set(summary.succeeded)
         before = count_rows_before(
@@ -140,10 +140,12 @@ class _RowCounts:
         self.counts: dict[str, int] = {}
 
     def write(self, database: str, batch: pa.RecordBatch) -> None:
+        """Add the batch's counts to the database's."""
         added = sum(int(n or 0) for n in batch.column(0).to_pylist())
         self.counts[database] = self.counts.get(database, 0) + added
 
     def discard(self, database: str) -> None:
+        """Forget a database whose query failed: no count rather than part of one."""
         self.counts.pop(database, None)
 
 
@@ -163,19 +165,22 @@ def count_rows_before(
     ]
     sink = _RowCounts()
     pairs = [(run, names) for run, names in zip(runs, selected, strict=True) if names]
+    partial = ""
     try:
         run_each_source([run for run, _ in pairs], sink, [names for _, names in pairs])
     except ExtractionError as exc:
-        log.warning("%s: could not count the rows before %s: %s", entity, first_day, exc)
+        partial = " (counting stopped early: these counts are partial)"
+        log.warning("%s: could not count the rows before %s in every database: %s", entity, first_day, exc)
     before = {name: n for name, n in sorted(sink.counts.items()) if n}
     if before:
         log.warning(
             "%s: %d rows in %d database(s) are dated before %s, the first partition, and no partition "
-            "extracts them (set partitions.start earlier to load them): %s",
+            "extracts them (set partitions.start earlier to load them)%s: %s",
             entity,
             sum(before.values()),
             len(before),
             first_day,
+            partial,
             ", ".join(f"{name} ({n})" for name, n in before.items()),
         )
     return before

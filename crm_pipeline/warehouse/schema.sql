@@ -61,19 +61,24 @@ CREATE TABLE IF NOT EXISTS crm_encodings (
 CREATE TABLE IF NOT EXISTS buy_interest_levels (label VARCHAR PRIMARY KEY, level INTEGER NOT NULL);
 INSERT OR IGNORE INTO buy_interest_levels VALUES ('low', 1), ('medium', 2), ('high', 3), ('very high', 4);
 
--- Conversion of quotation subtotals to EUR: a quotation takes its currency's rate with the latest
--- valid_from on or before its date (one row per currency for a fixed rate, one per day or month
--- for a history). The rows below are round demo rates valid from 1900: load your own
--- (currency, valid_from, rate_to_eur) before trusting quotation_subtotal_eur. A quotation without
--- a rate for its currency and date gets NULL, never a guess.
+-- Conversion of quotation subtotals to EUR, yours to load: (currency, valid_from, rate_to_eur). A
+-- quotation takes its currency's rate with the latest valid_from on or before its date (one row
+-- per currency for a fixed rate, one per day or month for a history); before a currency's first
+-- valid_from it gets NULL, never a guess.
 CREATE TABLE IF NOT EXISTS fx_rates (
     currency    VARCHAR NOT NULL,
     valid_from  DATE NOT NULL,
     rate_to_eur DOUBLE NOT NULL,
     PRIMARY KEY (currency, valid_from)
 );
-INSERT OR IGNORE INTO fx_rates (currency, valid_from, rate_to_eur)
-SELECT currency, DATE '1900-01-01', rate
-FROM (VALUES ('EUR', 1.0), ('USD', 0.9), ('GBP', 1.15), ('CHF', 1.0), ('SEK', 0.09),
-             ('JPY', 0.0065), ('BRL', 0.18), ('ZAR', 0.05)) AS demo(currency, rate)
-WHERE currency NOT IN (SELECT currency FROM fx_rates);  -- never beside a currency's own rates
+-- Round demo rates, for a currency that has no row at all in fx_rates (the demo's currencies).
+CREATE VIEW IF NOT EXISTS fx_demo_rates AS
+SELECT * FROM (VALUES ('EUR', 1.0), ('USD', 0.9), ('GBP', 1.15), ('CHF', 1.0), ('SEK', 0.09),
+                      ('JPY', 0.0065), ('BRL', 0.18), ('ZAR', 0.05)) AS demo(currency, rate_to_eur);
+-- The rates crm_events converts with: every loaded rate, and a demo rate (valid from 1900) only for
+-- a currency without any, so a loaded history is never mixed with a round demo rate.
+CREATE VIEW IF NOT EXISTS fx_rates_in_use AS
+SELECT currency, valid_from, rate_to_eur, false AS demo FROM fx_rates
+UNION ALL
+SELECT currency, DATE '1900-01-01', rate_to_eur, true FROM fx_demo_rates
+WHERE currency NOT IN (SELECT currency FROM fx_rates);

@@ -178,7 +178,7 @@ class Warehouse:
             return
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute("ALTER TABLE fx_rates RENAME TO fx_rates_fixed")
+            con.execute(RENAME_FIXED_FX_RATES)
             _create_schema(con)
             con.execute(FIXED_FX_RATES_MIGRATION)
             con.execute("COMMIT")
@@ -187,26 +187,31 @@ class Warehouse:
             raise
 
 
-#: fx_rates before dated rates held one rate per currency: each becomes valid from 1900.
+#: fx_rates before dated rates held one rate per currency, the demo's among them: a rate of your
+#: own becomes valid from 1900, a demo rate left as it was shipped stays a demo rate (so that a
+#: history loaded later replaces it).
 FIXED_FX_RATES_MIGRATION = """
-INSERT OR REPLACE INTO fx_rates (currency, valid_from, rate_to_eur)
-SELECT currency, DATE '1900-01-01', rate_to_eur FROM fx_rates_fixed;
+INSERT INTO fx_rates (currency, valid_from, rate_to_eur)
+SELECT f.currency, DATE '1900-01-01', f.rate_to_eur FROM fx_rates_fixed AS f
+WHERE NOT EXISTS (
+    SELECT 1 FROM fx_demo_rates AS d WHERE d.currency = f.currency AND d.rate_to_eur = f.rate_to_eur
+);
 DROP TABLE fx_rates_fixed;
 """
+RENAME_FIXED_FX_RATES = "ALTER TABLE fx_rates RENAME TO fx_rates_fixed"
+FX_RATES_COLUMNS_SQL = (
+    "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = 'fx_rates'"
+)
 
 
 def _has_fixed_fx_rates(con: duckdb.DuckDBPyConnection) -> bool:
     """True for a warehouse whose fx_rates has no valid_from column (one rate per currency)."""
-    columns = {
-        c
-        for (c,) in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = 'fx_rates'"
-        ).fetchall()
-    }
+    columns = {c for (c,) in con.execute(FX_RATES_COLUMNS_SQL).fetchall()}
     return bool(columns) and "valid_from" not in columns
 
 
 def _create_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Every table and view of the warehouse that is missing (schema.sql, then the raw tables)."""
     con.execute(SCHEMA_SQL)
     for entity in ENTITIES.values():
         con.execute(create_raw_table_sql(entity))

@@ -168,40 +168,43 @@ def test_a_quotation_with_several_orders_carries_its_first_order_whole(wh):
 
 
 def test_a_subtotal_takes_the_rate_valid_on_its_date(wh):
-    """USD is 0.9 from 1900 (the demo row), 0.8 from the quotations' day and 0.5 from the day
-    after: Q2 (USD 200 that day) takes 0.8, never the later rate. A currency whose rates start
-    after its quotation gets no EUR subtotal, not the first rate."""
+    """A loaded USD history (0.8 from the quotations' day, 0.5 from the day after) replaces the
+    demo's 0.9 for USD: Q2 (USD 200 that day) takes 0.8, never the later rate, and a USD quotation
+    before the history starts gets no EUR subtotal, not the demo rate. EUR, with nothing loaded,
+    keeps its demo rate."""
     seed_raw(
         wh,
         "quotations",
-        [{"quotation_id": "Q3", "opportunity_id": "O1", "customer_id": "C1", "event_date": D,
-          "subtotal": 50, "trading_currency": "NOK"}],
+        [{"quotation_id": "Q3", "opportunity_id": "O1", "customer_id": "C1",
+          "event_date": D - timedelta(days=1), "subtotal": 50, "trading_currency": "USD"}],
         replace=False,
     )  # fmt: skip
     with wh.connect() as con:
         con.execute(
-            "INSERT INTO fx_rates VALUES ('USD', ?, 0.8), ('USD', ?, 0.5), ('NOK', ?, 0.085)",
-            [D, D + timedelta(days=1), D + timedelta(days=1)],
+            "INSERT INTO fx_rates VALUES ('USD', ?, 0.8), ('USD', ?, 0.5)", [D, D + timedelta(days=1)]
         )
         learn_encodings(con, "r1")
         write_crm_events(con, ["db1.C1"])
+        in_use = con.execute("SELECT currency, demo FROM fx_rates_in_use WHERE currency IN ('EUR', 'USD')")
+        assert sorted(set(in_use.fetchall())) == [("EUR", True), ("USD", False)]
     eur = {quotation: row[3] for (_, quotation), row in events(wh).items()}
     assert eur["Q1"] == 1000.0 and eur["Q2"] == pytest.approx(160.0) and eur["Q3"] is None
 
 
-def test_a_warehouse_with_one_rate_per_currency_keeps_its_rates_as_valid_from_1900(tmp_path):
-    """fx_rates before dated rates: (currency, rate_to_eur). Opening the warehouse moves each rate
-    into the dated table, the user's rate winning over the demo's."""
+def test_a_warehouse_with_one_rate_per_currency_keeps_its_own_rates(tmp_path):
+    """fx_rates before dated rates: (currency, rate_to_eur), the demo's rows among them. Opening
+    the warehouse moves a rate of the user's into the dated table (valid from 1900); a demo rate
+    left as shipped stays a demo rate, so a USD history loaded later replaces it whole."""
     path = tmp_path / "old.duckdb"
     with duckdb.connect(str(path)) as con:
         con.execute("CREATE TABLE fx_rates (currency VARCHAR PRIMARY KEY, rate_to_eur DOUBLE NOT NULL)")
-        con.execute("INSERT INTO fx_rates VALUES ('USD', 0.95), ('XYZ', 2.0)")
-    with Warehouse(path).connect() as con:
-        rates = dict(con.execute("SELECT currency, rate_to_eur FROM fx_rates").fetchall())
-        dates = con.execute("SELECT DISTINCT valid_from FROM fx_rates").fetchall()
-        leftovers = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'fx_rates_fixed'")
-        assert leftovers.fetchall() == [(0,)]
-    assert rates["USD"] == 0.95 and rates["XYZ"] == 2.0 and rates["EUR"] == 1.0
-    assert dates == [(date(1900, 1, 1),)]
-    with Warehouse(path).connect() as con:  # and the next opening changes nothing
-        assert dict(con.execute("SELECT currency, rate_to_eur FROM fx_rates").fetchall()) == rates
+        con.execute("INSERT INTO fx_rates VALUES ('USD', 0.9), ('GBP', 1.2), ('XYZ', 2.0)")
+    for _ in range(2):  # the second opening changes nothing
+        with Warehouse(path).connect() as con:
+            loaded = con.execute("SELECT * FROM fx_rates ORDER BY 1").fetchall()
+            in_use = dict(con.execute("SELECT currency, rate_to_eur FROM fx_rates_in_use").fetchall())
+            leftovers = "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'fx_rates_fixed'"
+            assert con.execute(leftovers).fetchall() == [(0,)]
+        old = date(1900, 1, 1)
+        assert loaded == [("GBP", old, 1.2), ("XYZ", old, 2.0)]
+        assert in_use["USD"] == 0.9 and in_use["GBP"] == 1.2 and in_use["EUR"] == 1.0

@@ -37,6 +37,12 @@ def test_window_query_wraps_user_query_with_typed_parameters():
     assert d.date_param(date(2019, 1, 1)) == "2019-01-01"
 
 
+def test_count_before_query_is_64_bit_and_typed():
+    sql = SqlServerDialect(CONN).count_before_query("SELECT * FROM t;", "event_date")
+    assert sql.startswith("SELECT COUNT_BIG(*) AS rows_before") and sql.count("?") == 1
+    assert "[event_date] < CONVERT(DATE, ?, 23)" in sql and ";" not in sql
+
+
 def test_database_name_goes_brace_quoted_into_the_connection_string():
     d = SqlServerDialect(CONN + "Database=master;")
     pairs = parse_connection_string(d.connection_string_for("evil};Server=attacker;"))

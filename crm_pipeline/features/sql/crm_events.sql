@@ -1,8 +1,8 @@
 -- Encoded CRM events of the run's customers: opportunities -> quotations -> orders, one row per
 -- quotation (or per opportunity that has none), with the CRM paper's encoded columns.
 -- Codes: 0 = none (NULL), -1 = unseen (a category not in crm_encodings), learned codes from 1.
--- Buy interest is ordinal (buy_interest_levels); subtotals are converted with the fx_rates row
--- valid on the quotation's date.
+-- Buy interest is ordinal (buy_interest_levels); subtotals are converted with the rate valid on
+-- the quotation's date (fx_rates_in_use: the loaded rates, demo rates for currencies without any).
 WITH k AS (
     SELECT c.partition_key, c.source_db, c.customer_id
     FROM customer_keys AS c JOIN run_customers USING (partition_key)
@@ -50,7 +50,7 @@ FROM events AS e
 LEFT JOIN buy_interest_levels AS oi ON oi.label = lower(trim(e.opportunity_interest))
 LEFT JOIN buy_interest_levels AS qi ON qi.label = lower(trim(e.quotation_interest))
 -- the currency's rate valid on the quotation's date: the latest valid_from on or before it
-ASOF LEFT JOIN fx_rates AS fx ON fx.currency = e.trading_currency AND e.process_date >= fx.valid_from
+ASOF LEFT JOIN fx_rates_in_use AS fx ON fx.currency = e.trading_currency AND e.process_date >= fx.valid_from
 LEFT JOIN enc AS cur ON cur.column_name = 'trading_currency' AND cur.category = e.trading_currency
 LEFT JOIN enc AS oc ON oc.column_name = 'opportunity_cancellation' AND oc.category = e.opportunity_cancel
 LEFT JOIN enc AS qc ON qc.column_name = 'quotation_cancellation' AND qc.category = e.quotation_cancel

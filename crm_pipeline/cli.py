@@ -196,15 +196,19 @@ def demo(args: argparse.Namespace) -> None:
         f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{warehouse}', read_only=True)"
         ".sql('SELECT * FROM customer_activity LIMIT 5'))\""
     )
-    reports = report_pages(warehouse.parent / "reports")
+    reports = report_pages(warehouse)
     if reports:
         print("Open the reports in a browser:\n" + "\n".join(f"  {page}" for page in reports))
 
 
-def report_pages(folder: Path) -> list[Path]:
+def report_pages(warehouse: Path) -> list[Path]:
     """The pattern plots' index and the newest anomaly report, where the run wrote them."""
-    anomalies = sorted(folder.glob("anomalies/*/report.html"), key=lambda p: p.stat().st_mtime)
-    return [p for p in (folder / "patterns" / "index.html", *anomalies[-1:]) if p.exists()]
+    from crm_pipeline.assets.metadata import report_folder
+    from crm_pipeline.patterns.report import INDEX
+
+    anomalies = report_folder(warehouse, "anomalies").glob("*/report.html")
+    newest = sorted(anomalies, key=lambda p: p.stat().st_mtime)[-1:]
+    return [p for p in (report_folder(warehouse, "patterns", INDEX), *newest) if p.exists()]
 
 
 def databases(args: argparse.Namespace) -> None:

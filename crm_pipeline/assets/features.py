@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import duckdb
 from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
@@ -30,8 +29,8 @@ from crm_pipeline.features.series import (
     write_lag_features,
 )
 from crm_pipeline.partitions import partition_label
-from crm_pipeline.patterns.plots import PatternPlotter, load_pattern_data, png_markdown
-from crm_pipeline.patterns.report import INDEX, most_patterned, write_pattern_plots
+from crm_pipeline.patterns.plots import PatternData, PatternPlotter, load_pattern_data, png_markdown
+from crm_pipeline.patterns.report import INDEX, most_patterned, read_plot_files, write_pattern_plots
 from crm_pipeline.patterns.rules import PatternRules, write_patterns
 from crm_pipeline.resources import WarehouseResource
 from crm_pipeline.warehouse.customer_tables import RUN_ROWS
@@ -219,7 +218,9 @@ class PatternConfig(Config):
     quarter_delta: float = Field(0.30, description="flag a quarter-over-quarter change at least this large")
     max_p_value: float = Field(0.05, description="a monthly OLS slope is a trend at this p-value or below")
     plots: int = Field(
-        6, description="how many customers of the run get a plot in the metadata (the most patterned first)"
+        6,
+        ge=0,
+        description="how many customers of the run get a plot in the metadata (the most patterned first)",
     )
     plot_files: bool = Field(
         True,
@@ -241,20 +242,14 @@ def regular_patterns(
     keys = list(context.partition_keys)
     context.log.info("regular_patterns for %s", partition_label(keys))
     rules = PatternRules(config.tau_share, config.min_month_ratio, config.quarter_delta, config.max_p_value)
+    if config.workers == 0:
+        raise Failure("regular_patterns: workers must be -1 (one per core) or a number of processes, not 0")
     wh = warehouse.open(context.log)
     folder = report_folder(wh.path, "patterns")
     with wh.connect() as con:
         written = write_patterns(con, keys, rules)
-        files = {}
-        if config.plot_files:
-            files = write_pattern_plots(
-                con,
-                keys,
-                folder,
-                config.min_month_ratio,
-                config.workers,
-                log_progress(context, "pattern plots"),
-            )
+        to_draw = read_plot_files(con, keys) if config.plot_files else None
+        inline_data = load_pattern_data(con, most_patterned(con, config.plots))
         run_cyclic = RUN_ROWS.format(table="pattern_periodicity")
         cyclic = scalar(con, f"SELECT count(DISTINCT partition_key) {run_cyclic} WHERE cyclic")
         directions = dict(
@@ -265,11 +260,15 @@ def regular_patterns(
         preview = preview_markdown(
             con, "SELECT * " + RUN_ROWS.format(table="pattern_monthly_trend") + " ORDER BY p_value", []
         )
-        plots = inline_plots(
-            keys,
-            lambda: inline_pattern_plots(con, most_patterned(con, config.plots), files),
-            "every customer's plot is a file: see plot_files" if files else "turn plot_files on for files",
-        )
+    files: dict[str, Path] = {}
+    if to_draw is not None:  # with the warehouse closed: drawing thousands of customers takes minutes
+        progress = log_progress(context, "pattern plots")
+        files = write_pattern_plots(to_draw, folder, config.min_month_ratio, config.workers, progress)
+    plots = inline_plots(
+        keys,
+        lambda: inline_pattern_plots(inline_data, files, config.min_month_ratio),
+        "every customer's plot is a file: see plot_files" if files else "turn plot_files on for files",
+    )
     return MaterializeResult(
         metadata={
             **{f"rows_{table}": rows for table, rows in written.items()},
@@ -284,11 +283,13 @@ def regular_patterns(
     )
 
 
-def inline_pattern_plots(con: duckdb.DuckDBPyConnection, keys: list[str], files: dict[str, Path]) -> str:
+def inline_pattern_plots(data: list[PatternData], files: dict[str, Path], min_month_ratio: float) -> str:
     """The customers' pattern plots as markdown: read from their files when the run wrote them,
     drawn otherwise."""
-    missing = load_pattern_data(con, [k for k in keys if k not in files])
-    with PatternPlotter() as plotter:
-        drawn = {d.partition_key: plotter.render(d) for d in missing}
-    pngs = {k: files[k].read_bytes() if k in files else drawn[k] for k in keys}
-    return "\n\n".join(png_markdown(png, key) for key, png in pngs.items()) or "_no customer_"
+    drawn: dict[str, bytes] = {}
+    missing = [d for d in data if d.partition_key not in files]
+    if missing:
+        with PatternPlotter(min_month_ratio) as plotter:
+            drawn = {d.partition_key: plotter.render(d) for d in missing}
+    pngs = [(key, drawn.get(key) or files[key].read_bytes()) for key in (d.partition_key for d in data)]
+    return "\n\n".join(png_markdown(png, key) for key, png in pngs) or "_no customer_"

@@ -42,7 +42,7 @@ PERIODIC_DAYS = (*(("day_of_month", d) for d in range(1, 32)), *(("weekday", w) 
 AMOUNT_COLOURS = {"amount_in": "tab:green", "amount_out": "tab:red"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PatternData:
     """What one customer's pattern plot shows: plain values, so that worker processes can draw
     it without the warehouse."""
@@ -83,6 +83,7 @@ class PatternPlotter:
         self.series = {m: self.top.plot([], [], color=c, lw=1, label=m)[0] for m, c in AMOUNT_COLOURS.items()}
         self.trends = {m: self.top.plot([], [], color=c, ls="--", lw=1)[0] for m, c in AMOUNT_COLOURS.items()}
         self.top.xaxis_date()  # the lines start empty: say their x is dates
+        self.empty_limits = (self.top.get_xlim(), self.top.get_ylim())
         self.top.legend(fontsize=8, loc="upper left")
         self.bars = self.bottom.bar(range(len(PERIODIC_DAYS)), [0.0] * len(PERIODIC_DAYS))
         labels = [WEEKDAYS[v - 1] if kind == "weekday" else str(v) for kind, v in PERIODIC_DAYS]
@@ -111,8 +112,12 @@ class PatternPlotter:
             else:
                 line = [intercept + slope * t for t in range(len(fitted))]
                 self.trends[measure].set_data(fitted["period_start"], line)
-        self.top.relim()
-        self.top.autoscale_view()
+        if months.empty:  # nothing to scale to: the limits of a fresh figure, not the last customer's
+            self.top.set_xlim(self.empty_limits[0], auto=True)
+            self.top.set_ylim(self.empty_limits[1], auto=True)
+        else:
+            self.top.relim()
+            self.top.autoscale_view()
         self.top.set_title(f"{data.partition_key}: monthly amounts and trend")
         for bar, day in zip(self.bars, PERIODIC_DAYS, strict=True):
             ratio, cyclic = data.periodicity.get(day, (0.0, False))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
@@ -46,20 +47,35 @@ def most_patterned(con: duckdb.DuckDBPyConnection, limit: int) -> list[str]:
     return [key for (key,) in con.execute(MOST_PATTERNED_SQL, [limit]).fetchall()]
 
 
+@dataclass(frozen=True)
+class PlotFiles:
+    """What the plot files of a run need from the warehouse, read while it is open so that the
+    drawing (minutes for thousands of customers) does not hold it."""
+
+    data: list[PatternData]
+    index_rows: list[tuple]
+
+
+def read_plot_files(con: duckdb.DuckDBPyConnection, partition_keys: Sequence[str]) -> PlotFiles:
+    """The customers' plot data (three queries for all) and the index page's rows."""
+    return PlotFiles(load_pattern_data(con, partition_keys), con.execute(PLOT_INDEX_SQL).fetchall())
+
+
 def write_pattern_plots(
-    con: duckdb.DuckDBPyConnection,
-    partition_keys: Sequence[str],
+    plots: PlotFiles,
     folder: Path,
     min_month_ratio: float = 0.85,
     n_jobs: int = -1,
     progress: Progress | None = None,
 ) -> dict[str, Path]:
     """Render each customer's pattern plot into ``folder`` (replacing its previous one), then
-    rewrite the index page. The data is read here in three queries; ``n_jobs`` worker processes
+    rewrite the index page. A customer without a series gets no file. ``n_jobs`` worker processes
     draw ``PLOTS_PER_TASK`` customers a task (``-1``: one per core). ``progress(done, total)``
     follows the tasks. Returns each customer's file."""
+    if n_jobs == 0:
+        raise ValueError("n_jobs must be -1 (one per core) or a number of processes, not 0")
     folder.mkdir(parents=True, exist_ok=True)
-    data = load_pattern_data(con, partition_keys)
+    data = [d for d in plots.data if not d.months.empty]
     tasks = [data[i : i + PLOTS_PER_TASK] for i in range(0, len(data), PLOTS_PER_TASK)]
     files: dict[str, Path] = {}
     kept = "every plot written before stays, the index is not rewritten"
@@ -71,7 +87,7 @@ def write_pattern_plots(
             files.update(written)
             if progress:
                 progress(len(files), len(data))
-    write_plot_index(con, folder)
+    write_plot_index(plots.index_rows, folder)
     return files
 
 
@@ -84,11 +100,12 @@ def draw_plot_files(data: Sequence[PatternData], folder: Path, min_month_ratio: 
         }
 
 
-def write_plot_index(con: duckdb.DuckDBPyConnection, folder: Path) -> Path:
-    """``folder/index.html``: every customer with a plot file there, its months of history, cyclic
-    days, significant monthly trends and flagged quarters, linked to its plot."""
+def write_plot_index(index_rows: Sequence[tuple], folder: Path) -> Path:
+    """``folder/index.html``: every customer of ``index_rows`` (``PLOT_INDEX_SQL``) with a plot file
+    there, its months of history, cyclic days, significant monthly trends and flagged quarters,
+    linked to its plot."""
     rows = []
-    for key, months, cyclic, trends, quarters in con.execute(PLOT_INDEX_SQL).fetchall():
+    for key, months, cyclic, trends, quarters in index_rows:
         name = customer_file_name(key, ".png")
         if (folder / name).exists():
             rows.append(

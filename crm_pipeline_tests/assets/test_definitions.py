@@ -99,10 +99,20 @@ def test_sensor_adds_customer_partitions_then_customer_backfill(defs, instance):
     keys = instance.get_dynamic_partitions(CUSTOMER_PARTITIONS_NAME)[:3]
     tags = range_tags(keys[0], keys[2])
     customer_assets = [customer_activity, customer_series, lag_features, crm_events, regular_patterns]
-    for _ in range(2):  # a re-run replaces, never duplicates
-        result = materialize(customer_assets, instance=instance, resources=defs.resources, tags=tags)
+    runs = []
+    for plot_files in (False, True):  # a re-run replaces, never duplicates
+        config = {"ops": {"regular_patterns": {"config": {"plot_files": plot_files}}}}
+        result = materialize(
+            customer_assets, instance=instance, resources=defs.resources, tags=tags, run_config=config
+        )
         assert result.success
         assert all(checks(result).values()) and len(checks(result)) == 5
+        runs.append(result.asset_materializations_for_node("regular_patterns")[0].metadata)
+    without_files = runs[0]  # the inline plots are drawn in the step, and no file is named
+    assert (
+        without_files["plots"].value.count("data:image/png;base64,") == 3
+        and "plot_files" not in without_files
+    )
     wh = defs.resources["warehouse"].open()
     assert count(wh, "SELECT count(*) FROM customer_activity") == 3
     assert count(wh, "SELECT count(*) FROM customer_activity WHERE transactions > 0") == 3

@@ -64,26 +64,11 @@ def test_rows_before_the_first_partition_are_counted_and_named(tmp_path, pg_tena
     runner = pg_runner(pg_tenants, database_filter=DatabaseFilter(include=tuple(TENANTS)))
     february, march = Window(date(2019, 2, 1), date(2019, 3, 1)), Window(date(2019, 3, 1), date(2019, 4, 1))
     sources = [(runner, default_query("transactions"))]
+    wh, log = Warehouse(tmp_path / "w.duckdb"), logging.getLogger("before")
     with caplog.at_level(logging.WARNING, logger="before"):
-        first = extract_entity(
-            sources,
-            Warehouse(tmp_path / "w.duckdb"),
-            "transactions",
-            "r1",
-            "2019-02-01",
-            february,
-            logging.getLogger("before"),
-            first_day=february.start,
-        )
-        later = extract_entity(
-            sources,
-            Warehouse(tmp_path / "w.duckdb"),
-            "transactions",
-            "r2",
-            "2019-03-01",
-            march,
-            logging.getLogger("before"),
-            first_day=february.start,
+        first, later = (
+            extract_entity(sources, wh, "transactions", run, str(w.start), w, log, first_day=february.start)
+            for run, w in (("r1", february), ("r2", march))
         )
     rows = {t.name: t.tables["transactions"].rows for t in small_tenants}
     expected = {name: sum(1 for r in mine if r[2] < "2019-02-01") for name, mine in rows.items()}

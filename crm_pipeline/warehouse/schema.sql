@@ -72,13 +72,15 @@ CREATE TABLE IF NOT EXISTS fx_rates (
     PRIMARY KEY (currency, valid_from)
 );
 -- Round demo rates, for a currency that has no row at all in fx_rates (the demo's currencies).
-CREATE VIEW IF NOT EXISTS fx_demo_rates AS
-SELECT * FROM (VALUES ('EUR', 1.0), ('USD', 0.9), ('GBP', 1.15), ('CHF', 1.0), ('SEK', 0.09),
+CREATE OR REPLACE VIEW fx_demo_rates AS
+SELECT * FROM (VALUES ('USD', 0.9), ('GBP', 1.15), ('CHF', 1.0), ('SEK', 0.09),
                       ('JPY', 0.0065), ('BRL', 0.18), ('ZAR', 0.05)) AS demo(currency, rate_to_eur);
--- The rates crm_events converts with: every loaded rate, and a demo rate (valid from 1900) only for
--- a currency without any, so a loaded history is never mixed with a round demo rate.
-CREATE VIEW IF NOT EXISTS fx_rates_in_use AS
+-- The rates crm_events converts with: every loaded rate; EUR at 1 unless you load EUR rows; a demo
+-- rate (valid from 1900) only for a currency without any, so a loaded history never falls back to one.
+CREATE OR REPLACE VIEW fx_rates_in_use AS
 SELECT currency, valid_from, rate_to_eur, false AS demo FROM fx_rates
+UNION ALL
+SELECT 'EUR', DATE '1900-01-01', 1.0, false WHERE 'EUR' NOT IN (SELECT currency FROM fx_rates)
 UNION ALL
 SELECT currency, DATE '1900-01-01', rate_to_eur, true FROM fx_demo_rates
 WHERE currency NOT IN (SELECT currency FROM fx_rates);

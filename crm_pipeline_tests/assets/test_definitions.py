@@ -129,8 +129,12 @@ def test_sensor_adds_customer_partitions_then_customer_backfill(defs, instance):
     assert count(wh, "SELECT count(DISTINCT partition_key) FROM crm_events") == count(wh, with_crm, keys) > 0
     assert count(wh, "SELECT count(*) FROM crm_events WHERE trading_currency_code = -1") == 0
     events_md = result.asset_materializations_for_node("crm_events")[0].metadata
-    with_subtotal = count(wh, "SELECT count(*) FROM crm_events WHERE quotation_subtotal IS NOT NULL")
-    assert events_md["subtotals_at_demo_rates"].value == with_subtotal > 0  # no rate loaded into fx_rates
+    by_eur = (
+        "SELECT count(*) FROM crm_events "
+        "WHERE quotation_subtotal IS NOT NULL AND (trading_currency = 'EUR') = ?"
+    )
+    assert count(wh, by_eur, [True]) > 0  # EUR quotations, converted at 1, are not counted as demo rates
+    assert events_md["subtotals_at_demo_rates"].value == count(wh, by_eur, [False])  # fx_rates is empty
     md = result.asset_materializations_for_node("customer_series")[0].metadata
     assert md["customers"].value == 3 and "preview" in md
     patterns_md = result.asset_materializations_for_node("regular_patterns")[0].metadata

@@ -171,7 +171,7 @@ def test_a_subtotal_takes_the_rate_valid_on_its_date(wh):
     """A loaded USD history (0.8 from the quotations' day, 0.5 from the day after) replaces the
     demo's 0.9 for USD: Q2 (USD 200 that day) takes 0.8, never the later rate, and a USD quotation
     before the history starts gets no EUR subtotal, not the demo rate. EUR, with nothing loaded,
-    keeps its demo rate."""
+    converts at 1 and is no demo rate."""
     seed_raw(
         wh,
         "quotations",
@@ -186,7 +186,7 @@ def test_a_subtotal_takes_the_rate_valid_on_its_date(wh):
         learn_encodings(con, "r1")
         write_crm_events(con, ["db1.C1"])
         in_use = con.execute("SELECT currency, demo FROM fx_rates_in_use WHERE currency IN ('EUR', 'USD')")
-        assert sorted(set(in_use.fetchall())) == [("EUR", True), ("USD", False)]
+        assert sorted(set(in_use.fetchall())) == [("EUR", False), ("USD", False)]  # EUR is EUR, no demo
     eur = {quotation: row[3] for (_, quotation), row in events(wh).items()}
     assert eur["Q1"] == 1000.0 and eur["Q2"] == pytest.approx(160.0) and eur["Q3"] is None
 

@@ -127,6 +127,9 @@ def _replace(path: Path, content: bytes) -> Path:
     """Write ``content`` to ``path`` through a temporary file: a reader (or a run beside this
     one) sees the old file or the new one, never half of one."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(content)
-    temporary.replace(path)
+    try:
+        temporary.write_bytes(content)
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)  # left only when the write failed (a full disk)
     return path

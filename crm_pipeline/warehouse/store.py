@@ -24,6 +24,7 @@ import duckdb
 import pyarrow as pa
 
 from crm_pipeline.entities import ENTITIES, PARTITION_COLUMN, Entity
+from crm_pipeline.warehouse.customer_tables import staged_transaction
 from crm_pipeline.warehouse.keys import customer_partition_key
 
 SCHEMA_SQL = (Path(__file__).parent / "schema.sql").read_text()
@@ -176,15 +177,10 @@ class Warehouse:
         if not _has_fixed_fx_rates(con):
             _create_schema(con)
             return
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with staged_transaction(con):
             con.execute(RENAME_FIXED_FX_RATES)
             _create_schema(con)
             con.execute(FIXED_FX_RATES_MIGRATION)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
 
 
 #: fx_rates before dated rates held one rate per currency, the demo's among them: a rate of your

@@ -9,7 +9,13 @@ from dagster import DagsterInstance, build_schedule_context, build_sensor_contex
 
 from crm_pipeline.assets.customers import customer_activity
 from crm_pipeline.assets.extraction import raw_assets
-from crm_pipeline.assets.features import crm_events, customer_series, lag_features, regular_patterns
+from crm_pipeline.assets.features import (
+    PatternConfig,
+    crm_events,
+    customer_series,
+    lag_features,
+    regular_patterns,
+)
 from crm_pipeline.automation import customer_partitions_sensor
 from crm_pipeline.definitions import build_definitions
 from crm_pipeline.partitions import CUSTOMER_PARTITIONS_NAME
@@ -187,3 +193,23 @@ def test_missing_source_folder_fails_the_run_with_its_name(tmp_path, instance):
     result = materialize(raw_assets[:1], instance=instance, resources=defs.resources, raise_on_error=False)
     assert not result.success
     assert "missing" in str(result.get_step_failure_events()[0].event_specific_data.error)
+
+
+def test_pattern_settings_that_make_no_sense_are_refused_before_any_write(defs, instance):
+    with pytest.raises(Exception, match="greater than or equal to 0"):
+        PatternConfig(plots=-1)
+    instance.add_dynamic_partitions(CUSTOMER_PARTITIONS_NAME, ["tenant_01.C00001"])
+    result = materialize(
+        [regular_patterns],
+        instance=instance,
+        resources=defs.resources,
+        partition_key="tenant_01.C00001",
+        run_config={"ops": {"regular_patterns": {"config": {"workers": 0}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "workers must be -1 (one per core) or a number of processes, not 0" in str(
+        failure.event_specific_data
+    )
+    assert not Path(defs.resources["warehouse"].path).exists()  # refused before the warehouse is opened

@@ -74,6 +74,45 @@ def test_calendar_is_complete_and_in_out_kept_apart(wh):
     ]
 
 
+def test_distinct_counterparts_per_period_by_hand(wh):
+    d = lambda m, day: date(2020, m, day)  # noqa: E731
+    seed(
+        wh,
+        [
+            ("db1", "C1", d(1, 1), 10, "A", "out"),
+            ("db1", "C1", d(1, 2), 10, "A", "out"),  # A again, the same week: still one
+            ("db1", "C1", d(1, 2), 10, None, "out"),  # no counterpart: a transaction, not a counterpart
+            ("db1", "C1", d(1, 2), 10, "A", "in"),  # A incoming is counted apart
+            ("db1", "C1", d(1, 8), 10, "A", "out"),
+            ("db1", "C1", d(1, 8), 10, "B", "out"),
+            ("db1", "C1", d(2, 3), 10, "B", "out"),
+            ("db1", "C1", d(4, 1), 10, "B", "out"),
+        ],
+    )
+    build(wh, d(4, 1))
+    counts = rows(
+        wh,
+        "SELECT grain, period_start, counterparts_out, counterparts_in, transactions_out "
+        "FROM customer_series WHERE counterparts_out + counterparts_in > 0 ORDER BY 1, 2",
+    )
+    assert counts == [
+        ("day", d(1, 1), 1, 0, 1),
+        ("day", d(1, 2), 1, 1, 2),
+        ("day", d(1, 8), 2, 0, 2),
+        ("day", d(2, 3), 1, 0, 1),
+        ("day", d(4, 1), 1, 0, 1),
+        ("month", d(1, 1), 2, 1, 5),
+        ("month", d(2, 1), 1, 0, 1),
+        ("month", d(4, 1), 1, 0, 1),
+        ("quarter", d(1, 1), 2, 1, 6),
+        ("quarter", d(4, 1), 1, 0, 1),
+        ("week", date(2019, 12, 30), 1, 1, 3),
+        ("week", d(1, 6), 2, 0, 2),
+        ("week", d(2, 3), 1, 0, 1),
+        ("week", d(3, 30), 1, 0, 1),
+    ]
+
+
 def test_lags_averages_flags_by_hand(wh):
     # amount_out on day n (1-based) is n: every feature has a closed form
     seed(wh, [("db1", "C1", START + timedelta(days=n - 1), n, "A", "out") for n in range(1, 201)])

@@ -1,14 +1,18 @@
 -- Per-customer transaction series at four grains (day, week, month, quarter), incoming and
 -- outgoing apart, on a complete calendar: a period without activity is a row of zeros.
--- Distinct counterparts are counted per period (not summed from days); a NULL counterpart
--- does not count.
+-- Distinct counterparts are counted per period (not summed from days): a transaction counts
+-- when it is its counterpart's first in the period and direction, found from the date of that
+-- counterpart's previous transaction (one sort, then one aggregate over all grains). A NULL
+-- counterpart does not count.
 -- Expects run_customers(partition_key) and parameter 1 = the last day of the calendar.
 WITH k AS (
     SELECT c.partition_key, c.source_db, c.customer_id
     FROM customer_keys AS c JOIN run_customers USING (partition_key)
 ),
-tx AS (
-    SELECT k.partition_key, t.event_date, t.amount, t.counterpart, t.direction
+tx AS (  -- prev_date: the same counterpart's previous transaction in the same direction
+    SELECT k.partition_key, t.event_date, t.amount, t.counterpart, t.direction,
+           lag(t.event_date) OVER (PARTITION BY k.partition_key, t.direction, t.counterpart
+                                   ORDER BY t.event_date) AS prev_date
     FROM raw.transactions AS t JOIN k USING (source_db, customer_id)
     WHERE t.event_date <= ?::DATE
 ),
@@ -25,21 +29,22 @@ calendar AS (
                AS period_start
     FROM span AS s CROSS JOIN grains AS g
 ),
-pairs AS (  -- one row per period, direction and counterpart: distinct counts become count()
+marked AS (  -- first_seen: the counterpart's first transaction of the period in this direction
     SELECT tx.partition_key, g.grain, date_trunc(g.grain, tx.event_date)::DATE AS period_start,
-           tx.direction, tx.counterpart, sum(tx.amount) AS amount, count(*) AS transactions
+           tx.direction, tx.amount,
+           tx.counterpart IS NOT NULL AND (tx.prev_date IS NULL
+               OR date_trunc(g.grain, tx.prev_date) <> date_trunc(g.grain, tx.event_date)) AS first_seen
     FROM tx CROSS JOIN grains AS g
-    GROUP BY ALL
 ),
 agg AS (
     SELECT partition_key, grain, period_start,
-           sum(amount) FILTER (WHERE direction = 'in')         AS amount_in,
-           sum(amount) FILTER (WHERE direction = 'out')        AS amount_out,
-           count(counterpart) FILTER (WHERE direction = 'in')  AS counterparts_in,
-           count(counterpart) FILTER (WHERE direction = 'out') AS counterparts_out,
-           sum(transactions) FILTER (WHERE direction = 'in')   AS transactions_in,
-           sum(transactions) FILTER (WHERE direction = 'out')  AS transactions_out
-    FROM pairs
+           sum(amount) FILTER (WHERE direction = 'in')                     AS amount_in,
+           sum(amount) FILTER (WHERE direction = 'out')                    AS amount_out,
+           count(*) FILTER (WHERE first_seen AND direction = 'in')         AS counterparts_in,
+           count(*) FILTER (WHERE first_seen AND direction = 'out')        AS counterparts_out,
+           count(*) FILTER (WHERE direction = 'in')                        AS transactions_in,
+           count(*) FILTER (WHERE direction = 'out')                       AS transactions_out
+    FROM marked
     GROUP BY ALL
 )
 SELECT c.partition_key, c.grain, c.period_start,

@@ -4,8 +4,9 @@
 -- A window that does not fit since the series start is NULL; such days are flagged is_warmup.
 --
 -- The windows run over the wide series (the four measures as columns, one row per customer and
--- day) and the result is unpivoted last: a quarter of the rows to sort and join. The braced names
--- are filled by features/lag_sql.py, one expression per feature and measure.
+-- day) and the result is unpivoted last: a quarter of the rows to sort and join. Moving sums and
+-- averages are differences of the running sums computed in `numbered`. The braced names are
+-- filled by features/lag_sql.py, one expression per feature and measure.
 WITH series AS (
     SELECT s.partition_key, s.grain, s.period_start,
            amount_in::DOUBLE AS amount_in, amount_out::DOUBLE AS amount_out,
@@ -13,7 +14,7 @@ WITH series AS (
     FROM customer_series AS s JOIN run_customers USING (partition_key)
 ),
 numbered AS (
-    SELECT *, row_number() OVER p AS n, min(period_start) OVER (PARTITION BY partition_key) AS first_day
+    SELECT *, row_number() OVER p AS n, first_value(period_start) OVER p AS first_day, {running_sums}
     FROM series WHERE grain = 'day'
     WINDOW p AS (PARTITION BY partition_key ORDER BY period_start)
 ),

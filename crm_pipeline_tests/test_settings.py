@@ -1,8 +1,13 @@
 """The settings file: defaults, overrides, bad files named clearly."""
 
+from pathlib import Path
+
 import pytest
 
 from crm_pipeline.settings import load_settings
+from crm_pipeline.sources.selection import DatabaseFilter, DatabaseInfo
+
+README = Path(__file__).parents[1] / "README.md"
 
 
 def test_defaults_are_the_embedded_demo(monkeypatch, tmp_path):
@@ -50,3 +55,18 @@ def test_compute_section_reaches_the_resource(tmp_path):
     assert settings["compute"] == {"device": "cpu", "gpu_memory_budget_gb": 2}
     compute = build_definitions(settings).resources["compute"]
     assert compute.device == "cpu" and compute.torch_device().type == "cpu"
+
+
+def test_readme_settings_example_loads_and_selects_what_it_says(tmp_path):
+    """The README's settings file is valid, and its patterns pick what its comments promise."""
+    text = README.read_text()
+    start = text.index("```yaml\nwarehouse:") + len("```yaml\n")
+    config = tmp_path / "crm.yaml"
+    config.write_text(text[start : text.index("```", start)])
+    source = load_settings(config)["source"]
+    keys = ("include", "exclude", "name_pattern", "exclude_pattern")
+    db_filter = DatabaseFilter(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in source.items() if k in keys}
+    )
+    listed = [DatabaseInfo(n) for n in ("crm_acme", "crm_scratch", "crm_2019_old", "crmx", "crm_gold", "hr")]
+    assert [d.name for d in db_filter.select(listed, ignore_case=False)] == ["crm_acme", "crm_gold"]

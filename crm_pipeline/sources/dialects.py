@@ -63,6 +63,9 @@ class Dialect(ABC):
     """How one kind of source lists its databases and runs a query in one of them."""
 
     name: str
+    #: Whether the server takes database names case-insensitively (SQL Server's default
+    #: collation); PostgreSQL and file names tell ``Sales`` from ``sales``.
+    names_ignore_case = False
 
     @abstractmethod
     def quote_identifier(self, identifier: str) -> str:
@@ -313,6 +316,7 @@ class SqlServerDialect(OdbcDialect):
     """SQL Server through FreeTDS or ODBC Driver 18: ``sys.databases``, ids 1-4 are system."""
 
     name = "sqlserver"
+    names_ignore_case = True
     list_sql = "SELECT name, database_id, state_desc FROM sys.databases"
     count_rows = "COUNT_BIG(*)"  # count(*) is a 32-bit int here
 

@@ -104,8 +104,13 @@ class EachDbRunner:
 
     def databases(self) -> list[str]:
         """The databases this runner visits, sorted, as the warehouse names them (``prefix`` + name)."""
-        selected = self.database_filter.select(self.dialect.list_databases())
-        return [self.prefix + d.name for d in selected]
+        listed = self.dialect.list_databases()
+        ignore_case = self.dialect.names_ignore_case
+        for name in self.database_filter.unknown_includes(listed, ignore_case):
+            near = " or ".join(sorted(repr(d.name) for d in listed if d.name.casefold() == name.casefold()))
+            hint = f" (database names are case-sensitive there: did you mean {near}?)" if near else ""
+            self.log.warning("include names %r, no database of %s%s", name, self.dialect.describe(), hint)
+        return [self.prefix + d.name for d in self.database_filter.select(listed, ignore_case)]
 
     def _server_name(self, name: str) -> str:
         """The database's own name on the server, from the warehouse's name for it."""

@@ -7,7 +7,8 @@ pattern is ever spliced into SQL text.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 
 
@@ -21,7 +22,7 @@ class DatabaseInfo:
 
 
 @lru_cache(maxsize=256)
-def like_to_regex(pattern: str) -> re.Pattern[str]:
+def like_to_regex(pattern: str, ignore_case: bool = True) -> re.Pattern[str]:
     """Compile a SQL ``LIKE`` pattern (``%`` any run, ``_`` one char, ``\\`` escape)."""
     out: list[str] = []
     escaped = False
@@ -37,15 +38,22 @@ def like_to_regex(pattern: str) -> re.Pattern[str]:
             out.append(".")
         else:
             out.append(re.escape(char))
-    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
+    return re.compile("".join(out), (re.IGNORECASE if ignore_case else 0) | re.DOTALL)
+
+
+def _fold(ignore_case: bool) -> Callable[[str], str]:
+    """How a database name is compared: case-folded, or as it is."""
+    return str.casefold if ignore_case else str
 
 
 @dataclass(frozen=True)
 class DatabaseFilter:
     """Which databases a run visits: ``sp_ineachdb``'s user_only, state, lists and patterns.
 
-    ``include`` and ``exclude`` are exact names (case-insensitive, like SQL Server's
-    default collation); ``name_pattern`` and ``exclude_pattern`` are ``LIKE`` patterns.
+    ``include`` and ``exclude`` are exact names; ``name_pattern`` and ``exclude_pattern`` are
+    ``LIKE`` patterns. Names and patterns compare as the server compares database names (see
+    ``ignore_case``): SQL Server's default collation ignores case, PostgreSQL and a folder of
+    files do not, so there ``Sales`` and ``sales`` are two databases.
     """
 
     include: tuple[str, ...] = ()
@@ -54,28 +62,30 @@ class DatabaseFilter:
     exclude_pattern: str | None = None
     user_only: bool = True
     online_only: bool = True
-    _include_folded: frozenset[str] = field(init=False, repr=False, compare=False)
-    _exclude_folded: frozenset[str] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_include_folded", frozenset(n.casefold() for n in self.include))
-        object.__setattr__(self, "_exclude_folded", frozenset(n.casefold() for n in self.exclude))
-
-    def accepts(self, db: DatabaseInfo) -> bool:
-        """True when ``db`` is visited by a run with this filter."""
-        folded = db.name.casefold()
-        if self.user_only and db.is_system:
-            return False
-        if self.online_only and not db.is_online:
-            return False
-        if self._include_folded and folded not in self._include_folded:
-            return False
-        if folded in self._exclude_folded:
-            return False
-        if self.name_pattern and not like_to_regex(self.name_pattern).fullmatch(db.name):
-            return False
-        return not (self.exclude_pattern and like_to_regex(self.exclude_pattern).fullmatch(db.name))
-
-    def select(self, databases: list[DatabaseInfo]) -> list[DatabaseInfo]:
+    def select(self, databases: list[DatabaseInfo], ignore_case: bool = True) -> list[DatabaseInfo]:
         """The accepted databases, sorted by name so runs are reproducible."""
-        return sorted((d for d in databases if self.accepts(d)), key=lambda d: d.name)
+        fold = _fold(ignore_case)
+        include = {fold(n) for n in self.include}
+        exclude = {fold(n) for n in self.exclude}
+
+        def matches(pattern: str | None, name: str) -> bool:
+            return bool(pattern) and like_to_regex(pattern, ignore_case).fullmatch(name) is not None
+
+        def accepts(db: DatabaseInfo) -> bool:
+            if (self.user_only and db.is_system) or (self.online_only and not db.is_online):
+                return False
+            if (include and fold(db.name) not in include) or fold(db.name) in exclude:
+                return False
+            if self.name_pattern and not matches(self.name_pattern, db.name):
+                return False
+            return not matches(self.exclude_pattern, db.name)
+
+        return sorted((d for d in databases if accepts(d)), key=lambda d: d.name)
+
+    def unknown_includes(self, databases: list[DatabaseInfo], ignore_case: bool = True) -> list[str]:
+        """The ``include`` names that name none of ``databases``: a typo, or the wrong case
+        where case counts."""
+        fold = _fold(ignore_case)
+        listed = {fold(d.name) for d in databases}
+        return [n for n in self.include if fold(n) not in listed]

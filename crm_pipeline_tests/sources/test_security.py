@@ -1,6 +1,7 @@
 """Security against the real PostgreSQL server: secrets files, SQL injection through database
 names and filter patterns (fuzzed), and the read-only extraction account of the README."""
 
+import logging
 import re
 from contextlib import closing
 from pathlib import Path
@@ -97,7 +98,7 @@ def like_literal(name: str) -> str:
 @given(name=DATABASE_NAMES, pattern=st.text(min_size=1, max_size=12))
 def test_fuzzed_database_names_and_patterns_never_reach_sql(pg_tenants, name, pattern):
     before = catalog(pg_tenants)
-    assume(name.casefold() not in {n.casefold() for n in before})
+    assume(name not in before)  # names differing in case are other databases on PostgreSQL
     dialect = PostgresDialect(pg_tenants.connection_string(), login_timeout_s=5)
     with admin(pg_tenants) as con:
         con.execute(f"CREATE DATABASE {dialect.quote_identifier(name)}")
@@ -117,6 +118,31 @@ def test_fuzzed_database_names_and_patterns_never_reach_sql(pg_tenants, name, pa
         with admin(pg_tenants) as con:
             con.execute(f"DROP DATABASE {dialect.quote_identifier(name)} WITH (FORCE)")
     assert catalog(pg_tenants) == before
+
+
+@pytest.mark.postgres
+def test_names_differing_only_in_case_are_two_databases(pg_tenants, caplog):
+    """PostgreSQL tells Casetest from casetest: include, exclude and patterns pick exactly one,
+    and an include in the wrong case selects nothing and says which name was meant."""
+    dialect = PostgresDialect(pg_tenants.connection_string(), login_timeout_s=5)
+    pair = ["Casetest", "casetest"]
+    with admin(pg_tenants) as con:
+        for name in pair:
+            con.execute(f"CREATE DATABASE {dialect.quote_identifier(name)}")
+    try:
+        picked = lambda **kw: EachDbRunner(dialect, DatabaseFilter(**kw)).databases()  # noqa: E731
+        assert picked(include=("casetest",)) == ["casetest"]
+        assert picked(include=tuple(pair)) == pair
+        assert picked(name_pattern="C%") == ["Casetest"]
+        assert "casetest" in picked(exclude=("Casetest",))
+        with caplog.at_level(logging.WARNING):
+            assert picked(include=("CASETEST",)) == []
+        [warning] = [r.getMessage() for r in caplog.records if "include names" in r.getMessage()]
+        assert "'CASETEST'" in warning and "did you mean 'Casetest' or 'casetest'?" in warning
+    finally:
+        with admin(pg_tenants) as con:
+            for name in pair:
+                con.execute(f"DROP DATABASE {dialect.quote_identifier(name)} WITH (FORCE)")
 
 
 # ---- read-only account ---------------------------------------------------------------------

@@ -23,9 +23,29 @@ def test_system_and_offline_only_when_asked():
     assert "crm_offline" in names(DatabaseFilter(online_only=False))
 
 
-def test_include_exclude_lists_are_case_insensitive():
+def test_names_and_patterns_ignore_case_where_the_server_does():
+    """SQL Server's default collation: CRM_2018 and crm_2018 are one database."""
     assert names(DatabaseFilter(include=("CRM_2018", "hr"))) == ["crm_2018", "hr"]
     assert names(DatabaseFilter(exclude=("HR", "crm_archive"))) == ["crm_2018", "crm_2019"]
+    assert names(DatabaseFilter(name_pattern="crm_a%")) == ["CRM_archive"]
+
+
+def test_names_and_patterns_keep_case_where_the_server_does():
+    """PostgreSQL and file names: Sales and sales are two databases, a name picks one."""
+    dbs = [DatabaseInfo("Sales"), DatabaseInfo("sales"), DatabaseInfo("hr")]
+    picked = lambda f: [d.name for d in f.select(dbs, ignore_case=False)]  # noqa: E731
+    assert picked(DatabaseFilter(include=("sales",))) == ["sales"]
+    assert picked(DatabaseFilter(exclude=("Sales",))) == ["hr", "sales"]
+    assert picked(DatabaseFilter(name_pattern="S%")) == ["Sales"]
+    assert picked(DatabaseFilter(exclude_pattern="s%")) == ["Sales", "hr"]
+    assert picked(DatabaseFilter(include=("SALES",))) == []
+
+
+def test_unknown_includes_are_named():
+    f = DatabaseFilter(include=("crm_2018", "CRM_2019", "crm_2020"))
+    assert f.unknown_includes(DBS) == ["crm_2020"]
+    assert f.unknown_includes(DBS, ignore_case=False) == ["CRM_2019", "crm_2020"]
+    assert DatabaseFilter().unknown_includes(DBS) == []
 
 
 def test_like_patterns():

@@ -24,7 +24,7 @@ from pydantic import Field
 
 from crm_pipeline.assets.customers import customer_asset
 from crm_pipeline.assets.features import crm_events
-from crm_pipeline.assets.metadata import inline_plots, preview_markdown, rows_markdown, scalar
+from crm_pipeline.assets.metadata import inline_plots, preview_markdown, rows_markdown
 from crm_pipeline.deployment import GPU_QUEUE
 from crm_pipeline.detectors.deep.device import DeviceUnavailableError
 from crm_pipeline.detectors.deep.fit import MODES, DeepSettings
@@ -35,6 +35,7 @@ from crm_pipeline.partitions import customer_partitions, partition_label
 from crm_pipeline.patterns.plots import png_markdown
 from crm_pipeline.resources import ComputeDeviceResource, WarehouseResource
 from crm_pipeline.warehouse.customer_tables import RUN_ROWS
+from crm_pipeline.warehouse.store import scalar
 
 DEEP_GROUP = "deep_detection"
 GPU_POOL = "gpu"

@@ -16,12 +16,12 @@ from dagster import (
     asset,
 )
 
-from crm_pipeline.assets.metadata import databases_table, preview_markdown, scalar, zero_check
+from crm_pipeline.assets.metadata import databases_table, preview_markdown, zero_check
 from crm_pipeline.entities import ENTITIES, PARTITION_COLUMN
 from crm_pipeline.partitions import monthly_partitions, partition_label, window_of
 from crm_pipeline.resources import SourceResource, WarehouseResource
 from crm_pipeline.warehouse.extract import ExtractionReport, extract_entity
-from crm_pipeline.warehouse.store import Window
+from crm_pipeline.warehouse.store import Window, scalar
 
 WAREHOUSE_POOL = "duckdb"
 EXTRACTION_GROUP = "extraction"

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from crm_pipeline.assets.customers import customer_asset, every_partition_of, log_progress
 from crm_pipeline.assets.extraction import raw_assets
-from crm_pipeline.assets.metadata import inline_plots, preview_markdown, report_folder, scalar, zero_check
+from crm_pipeline.assets.metadata import inline_plots, preview_markdown, report_folder, zero_check
 from crm_pipeline.features.checks import (
     calendar_gaps,
     duplicate_lag_days,
@@ -34,6 +34,7 @@ from crm_pipeline.patterns.report import INDEX, most_patterned, read_plot_files,
 from crm_pipeline.patterns.rules import PatternRules, write_patterns
 from crm_pipeline.resources import WarehouseResource
 from crm_pipeline.warehouse.customer_tables import RUN_ROWS
+from crm_pipeline.warehouse.store import scalar
 
 FEATURES_GROUP = "features"
 RAW = {a.key.path[-1]: a for a in raw_assets}

@@ -89,9 +89,3 @@ def zero_check(
 ) -> AssetCheckResult:
     """A check that passes when ``found`` (offending rows or customers, named ``what``) is zero."""
     return AssetCheckResult(check_name=name, passed=found == 0, severity=severity, metadata={what: found})
-
-
-def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> int:
-    """The single number a count query returns (read with fetchall: DuckDB 2 leaves a
-    half-read result blocking the connection)."""
-    return int(con.execute(sql, params or []).fetchall()[0][0])

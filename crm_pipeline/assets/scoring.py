@@ -7,7 +7,7 @@ from pydantic import Field
 
 from crm_pipeline.assets.customers import customer_asset, log_progress
 from crm_pipeline.assets.features import lag_features
-from crm_pipeline.assets.metadata import preview_markdown, scalar, zero_check
+from crm_pipeline.assets.metadata import preview_markdown, zero_check
 from crm_pipeline.detectors.plots import anomaly_png
 from crm_pipeline.detectors.registry import DETECTORS
 from crm_pipeline.detectors.scoring import DetectorSpec, build_detectors, score_customers
@@ -16,6 +16,7 @@ from crm_pipeline.partitions import partition_label
 from crm_pipeline.patterns.plots import png_markdown
 from crm_pipeline.resources import WarehouseResource
 from crm_pipeline.warehouse.customer_tables import BATCH_CUSTOMERS, RUN_ROWS
+from crm_pipeline.warehouse.store import scalar
 
 DETECTION_GROUP = "detection"
 #: The default set: the detectors that did best on the demo's planted anomalies, plus one

@@ -11,6 +11,7 @@ from datetime import date
 import duckdb
 
 from crm_pipeline.warehouse.customer_tables import RUN_ROWS
+from crm_pipeline.warehouse.store import scalar
 
 DUPLICATES_SQL = "SELECT count(*) FROM (SELECT {cols} " + RUN_ROWS + " GROUP BY ALL HAVING count(*) > 1)"
 #: Customers whose calendar is not complete: a grain missing, a period missing between the
@@ -34,27 +35,23 @@ NULL_LAGS_SQL = (
 )
 
 
-def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> int:
-    return int(con.execute(sql, params or []).fetchall()[0][0])
-
-
 def duplicate_periods(con: duckdb.DuckDBPyConnection) -> int:
     """``customer_series`` rows sharing (customer, grain, period)."""
-    return _count(
+    return scalar(
         con, DUPLICATES_SQL.format(cols="partition_key, grain, period_start", table="customer_series")
     )
 
 
 def calendar_gaps(con: duckdb.DuckDBPyConnection, horizon: date) -> int:
     """Customers whose four calendars are not complete from their first period to ``horizon``."""
-    return _count(con, CALENDAR_GAPS_SQL, [horizon])
+    return scalar(con, CALENDAR_GAPS_SQL, [horizon])
 
 
 def duplicate_lag_days(con: duckdb.DuckDBPyConnection) -> int:
     """``lag_features`` rows sharing (customer, measure, day)."""
-    return _count(con, DUPLICATES_SQL.format(cols="partition_key, measure, day", table="lag_features"))
+    return scalar(con, DUPLICATES_SQL.format(cols="partition_key, measure, day", table="lag_features"))
 
 
 def null_lags_after_warmup(con: duckdb.DuckDBPyConnection) -> int:
     """``lag_features`` rows past the warm-up window with a lag, average or neighbourhood NULL."""
-    return _count(con, NULL_LAGS_SQL)
+    return scalar(con, NULL_LAGS_SQL)

@@ -72,6 +72,12 @@ def table_names(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
 
 
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()) -> int:
+    """The single number a count query returns (read with fetchall: DuckDB 2 leaves a
+    half-read result blocking the connection)."""
+    return int(con.execute(sql, list(params)).fetchall()[0][0])
+
+
 def create_raw_table_sql(entity: Entity) -> str:
     """DDL of one entity: rows in ``raw_store.<entity>``, the committed ones in view ``raw.<entity>``.
 

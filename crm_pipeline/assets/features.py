@@ -23,6 +23,7 @@ from crm_pipeline.features.checks import (
 )
 from crm_pipeline.features.encoding import UNSEEN_CODE, learn_encodings, write_crm_events
 from crm_pipeline.features.series import (
+    MIN_MONTHLY_TRANSACTIONS,
     future_transactions,
     series_horizon,
     write_customer_series,
@@ -46,7 +47,7 @@ class SeriesConfig(Config):
     """Launchpad settings of the customer series."""
 
     min_monthly_transactions: float = Field(
-        20.0,
+        MIN_MONTHLY_TRANSACTIONS,
         description="Customers with fewer transactions per month on average are marked "
         "sufficient_history = false (the Soro et al. paper used 100).",
     )

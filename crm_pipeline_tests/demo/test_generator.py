@@ -6,6 +6,7 @@ from datetime import date
 import pytest
 
 from crm_pipeline.demo.generator import DemoSpec, generate_tenants
+from crm_pipeline.features.series import MIN_MONTHLY_TRANSACTIONS
 from crm_pipeline_tests.conftest import SMALL_SPEC
 
 SPEC = DemoSpec(tenants=2, customers_per_tenant=6, start=date(2012, 1, 1), end=date(2016, 12, 31), seed=3)
@@ -57,6 +58,23 @@ def test_default_size_is_like_the_paper():
     spec = DemoSpec()
     assert spec.tenants == 22 and spec.start.year == 2008 and spec.end.year == 2019
     assert SMALL_SPEC.tenants == 3
+
+
+def test_most_demo_customers_have_enough_history_a_few_do_not():
+    """With the default minimum, the demo's detectors score most customers and still show the
+    marking of short histories on a few (months counted as customer_history counts them)."""
+    spec = DemoSpec(tenants=4)
+    means = []
+    for tenant in generate_tenants(spec):
+        dates: dict[str, list[str]] = {}
+        for row in tenant.tables["transactions"].rows:
+            dates.setdefault(row[1], []).append(row[2])
+        for days in dates.values():
+            first = date.fromisoformat(min(days))
+            months = (spec.end.year - first.year) * 12 + spec.end.month - first.month + 1
+            means.append(len(days) / months)
+    short = sum(m < MIN_MONTHLY_TRANSACTIONS for m in means) / len(means)
+    assert 0 < short <= 0.2, f"{short:.0%} of demo customers below {MIN_MONTHLY_TRANSACTIONS}/month"
 
 
 def test_bad_spec_is_refused():

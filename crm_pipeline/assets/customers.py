@@ -1,5 +1,7 @@
 """Per-customer assets: partitioned by the dynamic ``customer`` partitions."""
 
+import math
+import time
 from collections.abc import Callable, Sequence
 
 from dagster import (
@@ -48,9 +50,25 @@ def customer_asset(
     return decorate
 
 
-def log_progress(context: AssetExecutionContext, what: str) -> Progress:
-    """A progress callback that writes ``what: done/total customers`` to the run log."""
-    return lambda done, total: context.log.info("%s: %d/%d customers written", what, done, total)
+#: Seconds between two progress lines of one step: a per-customer loop does not flood the log.
+PROGRESS_EVERY_S = 10.0
+
+
+def log_progress(
+    context: AssetExecutionContext, what: str, clock: Callable[[], float] = time.monotonic
+) -> Progress:
+    """A progress callback that writes ``what: done/total customers`` to the run log: the first
+    and the last call, and in between at most one line every ``PROGRESS_EVERY_S`` seconds."""
+    last_line = -math.inf
+
+    def report(done: int, total: int) -> None:
+        nonlocal last_line
+        now = clock()
+        if done >= total or now - last_line >= PROGRESS_EVERY_S:
+            last_line = now
+            context.log.info("%s: %d/%d customers written", what, done, total)
+
+    return report
 
 
 @customer_asset("customer_activity", "customers", every_partition_of(raw_assets))

@@ -10,11 +10,15 @@ from dataclasses import dataclass
 import duckdb
 import matplotlib
 import pandas as pd
+from PIL import Image
 
 matplotlib.use("Agg")  # no display: render to PNG
 import matplotlib.pyplot as plt  # noqa: E402
 
-WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+#: Weekday tick labels: two letters, so that seven fit under seven bars at this size.
+WEEKDAYS = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
+#: Resolution of every PNG the pipeline draws (an 8-inch plot is 640 pixels wide).
+PNG_DPI = 80
 #: The customers' monthly amounts ($1: a list of keys), each month marked complete when the daily
 #: calendar covers all of it: the months ``monthly_regression.sql`` fits its trend to (a partial
 #: first or last month is not).
@@ -73,11 +77,14 @@ def load_pattern_data(con: duckdb.DuckDBPyConnection, partition_keys: Sequence[s
 class PatternPlotter:
     """Draws customers' pattern plots on one figure that is kept between customers: only the
     data, limits and title change, so a bulk run does not build axes, ticks and fonts a thousand
-    times (about 4x faster than a new figure each). Use as a context manager; closes the figure."""
+    times (about 4x faster than a new figure each). What never changes (the lower panel's axes,
+    its 38 tick labels, title and threshold) is drawn once into a background; each customer
+    restores it and draws only the upper panel and the bars over it (blitting: another 2x).
+    Use as a context manager; closes the figure."""
 
     def __init__(self, min_month_ratio: float = 0.85) -> None:
         self.fig, (self.top, self.bottom) = plt.subplots(
-            2, 1, figsize=(8, 5.5), gridspec_kw={"height_ratios": [3, 2]}
+            2, 1, figsize=(8, 5.5), dpi=PNG_DPI, gridspec_kw={"height_ratios": [3, 2]}
         )
         self.fig.subplots_adjust(left=0.09, right=0.98, top=0.94, bottom=0.06, hspace=0.35)
         self.series = {m: self.top.plot([], [], color=c, lw=1, label=m)[0] for m, c in AMOUNT_COLOURS.items()}
@@ -89,9 +96,16 @@ class PatternPlotter:
         labels = [WEEKDAYS[v - 1] if kind == "weekday" else str(v) for kind, v in PERIODIC_DAYS]
         self.bottom.set_xticks(range(len(labels)), labels, fontsize=6)
         self.bottom.set_ylim(0, 1.05)
-        self.bottom.axhline(min_month_ratio, color="black", lw=0.8, ls=":")
+        threshold = self.bottom.axhline(min_month_ratio, color="black", lw=0.8, ls=":")
         self.bottom.set_ylabel("share of months")
         self.bottom.set_title("periodic weekdays and days of month (blue: cyclic)", fontsize=9)
+        # Animated artists are left out of the background and drawn per customer, in this order
+        # (the order a full draw uses: bars, then the threshold line and the frame above them).
+        self.foreground = [*self.bars, threshold, *self.bottom.spines.values()]
+        for artist in (self.top, *self.foreground):
+            artist.set_animated(True)
+        self.fig.canvas.draw()
+        self.background = self.fig.canvas.copy_from_bbox(self.fig.bbox)
 
     def __enter__(self) -> PatternPlotter:
         return self
@@ -123,14 +137,23 @@ class PatternPlotter:
             ratio, cyclic = data.periodicity.get(day, (0.0, False))
             bar.set_height(ratio or 0.0)
             bar.set_color("tab:blue" if cyclic else "lightgrey")
-        return figure_png(self.fig, close=False)
+        canvas = self.fig.canvas
+        canvas.restore_region(self.background)
+        self.fig.draw_artist(self.top)
+        for artist in self.foreground:
+            self.bottom.draw_artist(artist)
+        buffer = io.BytesIO()
+        Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).save(
+            buffer, format="png"
+        )
+        return buffer.getvalue()
 
 
 def figure_png(fig: plt.Figure, close: bool = True) -> bytes:
     """A matplotlib figure as PNG bytes; closed unless it is to be drawn again (no figures pile
     up in a long run)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
+    fig.savefig(buffer, format="png", dpi=PNG_DPI)
     if close:
         plt.close(fig)
     return buffer.getvalue()

@@ -1,14 +1,16 @@
 """Periodicity and trend rules on series built to be periodic, trending, or neither."""
 
+import io
 from datetime import date, timedelta
 
 import numpy as np
 import pytest
 import statsmodels.api as sm
+from PIL import Image
 
 from crm_pipeline.features.series import write_customer_series
 from crm_pipeline.patterns import report
-from crm_pipeline.patterns.plots import PatternPlotter, load_pattern_data
+from crm_pipeline.patterns.plots import PatternPlotter, figure_png, load_pattern_data
 from crm_pipeline.patterns.report import INDEX, most_patterned, read_plot_files, write_pattern_plots
 from crm_pipeline.patterns.rules import write_patterns
 from crm_pipeline.warehouse.customer_tables import register_run_customers
@@ -173,6 +175,22 @@ def test_a_reused_plotter_draws_each_customer_as_a_fresh_one_would(wh):
         assert reused.render(nobody) == empty  # no series at all: empty panels, not the last axes
         after_others = reused.render(flat)
     assert after_others == alone
+
+
+def test_the_fast_drawing_gives_the_pixels_of_a_full_redraw(wh):
+    """Each customer is drawn over a cached background (blitting): a full redraw of the same
+    figure, every artist drawn by savefig, gives the same image."""
+    with wh.connect(read_only=True) as con:
+        [weekly] = load_pattern_data(con, ["db1.WEEKLY"])
+    assert any(cyclic for _, cyclic in weekly.periodicity.values())  # a blue bar to get right
+    with PatternPlotter() as plotter:
+        fast = plotter.render(weekly)
+        for artist in (plotter.top, *plotter.foreground):
+            artist.set_animated(False)
+        full = figure_png(plotter.fig, close=False)
+    as_array = lambda png: np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))  # noqa: E731
+    assert as_array(fast).shape == (440, 640, 4)
+    np.testing.assert_array_equal(as_array(fast), as_array(full))
 
 
 def test_plot_files_for_every_customer_and_an_index_of_their_patterns(wh, tmp_path, monkeypatch):

@@ -78,8 +78,8 @@ class PatternPlotter:
     """Draws customers' pattern plots on one figure that is kept between customers: only the
     data, limits and title change, so a bulk run does not build axes, ticks and fonts a thousand
     times (about 4x faster than a new figure each). What never changes (the lower panel's axes,
-    its 38 tick labels, title and threshold) is drawn once into a background; each customer
-    restores it and draws only the upper panel and the bars over it (blitting: another 2x).
+    38 tick labels and title) is drawn once into a background; each customer restores it and
+    draws only the upper panel, the bars, the threshold and the frame over it (blitting: 2x).
     Use as a context manager; closes the figure."""
 
     def __init__(self, min_month_ratio: float = 0.85) -> None:

@@ -70,3 +70,12 @@ def test_readme_settings_example_loads_and_selects_what_it_says(tmp_path):
     )
     listed = [DatabaseInfo(n) for n in ("crm_acme", "crm_scratch", "crm_2019_old", "crmx", "crm_gold", "hr")]
     assert [d.name for d in db_filter.select(listed, ignore_case=False)] == ["crm_acme", "crm_gold"]
+
+
+def test_k8s_settings_pattern_selects_the_tenant_databases():
+    """The shipped Kubernetes settings pick tenant_* databases (a pattern in the wrong quoting
+    or with SQL Server brackets would pick none)."""
+    source = load_settings(README.parent / "deploy" / "k8s" / "crm_pipeline.yaml")["source"]
+    db_filter = DatabaseFilter(name_pattern=source["name_pattern"])
+    listed = [DatabaseInfo(n) for n in ("tenant_01", "tenant_acme", "tenantx01", "postgres_tenant_01")]
+    assert [d.name for d in db_filter.select(listed, ignore_case=False)] == ["tenant_01", "tenant_acme"]

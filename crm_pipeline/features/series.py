@@ -26,7 +26,7 @@ LAG_SQL = lag_statement()
 HISTORY_SQL = (SQL_DIR / "customer_history.sql").read_text()
 #: The default minimum of transactions per month on average for ``sufficient_history``: below it
 #: a daily series is mostly zeros. Soro et al. used 100 on a bank's corporate clients; 10 marks
-#: only the sparsest customers of the demo (a threshold at its median would skip half of them).
+#: only the sparsest customers of the demo (20, just above its median, marked two thirds).
 MIN_MONTHLY_TRANSACTIONS = 10.0
 
 

@@ -101,6 +101,7 @@ class PatternPlotter:
         self.bottom.set_title("periodic weekdays and days of month (blue: cyclic)", fontsize=9)
         # Animated artists are left out of the background and drawn per customer, in this order
         # (the order a full draw uses: bars, then the threshold line and the frame above them).
+        # savefig skips animated artists: draw this figure with render(), never figure_png().
         self.foreground = [*self.bars, threshold, *self.bottom.spines.values()]
         for artist in (self.top, *self.foreground):
             artist.set_animated(True)

@@ -64,7 +64,8 @@ class Dialect(ABC):
 
     name: str
     #: Whether the server takes database names case-insensitively (SQL Server's default
-    #: collation); PostgreSQL and file names tell ``Sales`` from ``sales``.
+    #: collation: a server installed with a case-sensitive one is not told apart); PostgreSQL and
+    #: file names tell ``Sales`` from ``sales``.
     names_ignore_case = False
 
     @abstractmethod

@@ -20,7 +20,7 @@ from typing import Literal, Protocol
 import pyarrow as pa
 
 from crm_pipeline.sources.dialects import Dialect, SourceError
-from crm_pipeline.sources.selection import DatabaseFilter
+from crm_pipeline.sources.selection import DatabaseFilter, DatabaseInfo
 
 ErrorPolicy = Literal["fail", "skip"]
 ERROR_POLICIES: tuple[str, ...] = ("fail", "skip")
@@ -101,16 +101,32 @@ class EachDbRunner:
         self.on_error = on_error
         self.log = logger or logging.getLogger(__name__)
         self.prefix = prefix
+        self._warned: set[str] = set()
 
     def databases(self) -> list[str]:
         """The databases this runner visits, sorted, as the warehouse names them (``prefix`` + name)."""
         listed = self.dialect.list_databases()
         ignore_case = self.dialect.names_ignore_case
-        for name in self.database_filter.unknown_includes(listed, ignore_case):
+        self._warn_unmatched(listed, ignore_case)
+        return [self.prefix + d.name for d in self.database_filter.select(listed, ignore_case=ignore_case)]
+
+    def _warn_unmatched(self, listed: list[DatabaseInfo], ignore_case: bool) -> None:
+        """Warn, once per runner, of an include name or a name pattern that matches no database
+        (a typo, the wrong case where case counts, SQL Server's brackets in a pattern)."""
+        db_filter, where = self.database_filter, self.dialect.describe()
+        for name in db_filter.unknown_includes(listed, ignore_case=ignore_case):
             near = " or ".join(sorted(repr(d.name) for d in listed if d.name.casefold() == name.casefold()))
             hint = f" (database names are case-sensitive there: did you mean {near}?)" if near else ""
-            self.log.warning("include names %r, no database of %s%s", name, self.dialect.describe(), hint)
-        return [self.prefix + d.name for d in self.database_filter.select(listed, ignore_case)]
+            self._warn_once(f"include names {name!r}, no database of {where}{hint}")
+        pattern = db_filter.name_pattern
+        if pattern and not DatabaseFilter(name_pattern=pattern).select(listed, ignore_case=ignore_case):
+            hint = " ([...] is literal here: escape _ and % with \\)" if "[" in pattern else ""
+            self._warn_once(f"name_pattern {pattern!r} matches no database of {where}{hint}")
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            self.log.warning("%s", message)
 
     def _server_name(self, name: str) -> str:
         """The database's own name on the server, from the warehouse's name for it."""

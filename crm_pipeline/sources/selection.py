@@ -51,9 +51,10 @@ class DatabaseFilter:
     """Which databases a run visits: ``sp_ineachdb``'s user_only, state, lists and patterns.
 
     ``include`` and ``exclude`` are exact names; ``name_pattern`` and ``exclude_pattern`` are
-    ``LIKE`` patterns. Names and patterns compare as the server compares database names (see
-    ``ignore_case``): SQL Server's default collation ignores case, PostgreSQL and a folder of
-    files do not, so there ``Sales`` and ``sales`` are two databases.
+    ``LIKE`` patterns (``%``, ``_`` and ``\\`` as escape; SQL Server's ``[...]`` classes are
+    literal characters here). Names and patterns compare as the server compares database names
+    (``ignore_case``, which every caller states): SQL Server's default collation ignores case,
+    PostgreSQL and a folder of files do not, so there ``Sales`` and ``sales`` are two databases.
     """
 
     include: tuple[str, ...] = ()
@@ -63,7 +64,7 @@ class DatabaseFilter:
     user_only: bool = True
     online_only: bool = True
 
-    def select(self, databases: list[DatabaseInfo], ignore_case: bool = True) -> list[DatabaseInfo]:
+    def select(self, databases: list[DatabaseInfo], *, ignore_case: bool) -> list[DatabaseInfo]:
         """The accepted databases, sorted by name so runs are reproducible."""
         fold = _fold(ignore_case)
         include = {fold(n) for n in self.include}
@@ -83,7 +84,7 @@ class DatabaseFilter:
 
         return sorted((d for d in databases if accepts(d)), key=lambda d: d.name)
 
-    def unknown_includes(self, databases: list[DatabaseInfo], ignore_case: bool = True) -> list[str]:
+    def unknown_includes(self, databases: list[DatabaseInfo], *, ignore_case: bool) -> list[str]:
         """The ``include`` names that name none of ``databases``: a typo, or the wrong case
         where case counts."""
         fold = _fold(ignore_case)

@@ -86,6 +86,9 @@ def test_distinct_counterparts_per_period_by_hand(wh):
             ("db1", "C1", d(1, 8), 10, "A", "out"),
             ("db1", "C1", d(1, 8), 10, "B", "out"),
             ("db1", "C1", d(2, 3), 10, "B", "out"),
+            ("db1", "C1", d(2, 3), 10, "B", "out"),  # B twice the same day: one counterpart
+            ("db1", "C1", d(3, 31), 10, "C", "out"),  # C on Tuesday 31 March and Wednesday 1 April:
+            ("db1", "C1", d(4, 1), 10, "C", "out"),  # one week, two months, two quarters
             ("db1", "C1", d(4, 1), 10, "B", "out"),
         ],
     )
@@ -99,17 +102,19 @@ def test_distinct_counterparts_per_period_by_hand(wh):
         ("day", d(1, 1), 1, 0, 1),
         ("day", d(1, 2), 1, 1, 2),
         ("day", d(1, 8), 2, 0, 2),
-        ("day", d(2, 3), 1, 0, 1),
-        ("day", d(4, 1), 1, 0, 1),
+        ("day", d(2, 3), 1, 0, 2),
+        ("day", d(3, 31), 1, 0, 1),
+        ("day", d(4, 1), 2, 0, 2),
         ("month", d(1, 1), 2, 1, 5),
-        ("month", d(2, 1), 1, 0, 1),
-        ("month", d(4, 1), 1, 0, 1),
-        ("quarter", d(1, 1), 2, 1, 6),
-        ("quarter", d(4, 1), 1, 0, 1),
+        ("month", d(2, 1), 1, 0, 2),
+        ("month", d(3, 1), 1, 0, 1),
+        ("month", d(4, 1), 2, 0, 2),
+        ("quarter", d(1, 1), 3, 1, 8),
+        ("quarter", d(4, 1), 2, 0, 2),
         ("week", date(2019, 12, 30), 1, 1, 3),
         ("week", d(1, 6), 2, 0, 2),
-        ("week", d(2, 3), 1, 0, 1),
-        ("week", d(3, 30), 1, 0, 1),
+        ("week", d(2, 3), 1, 0, 2),
+        ("week", d(3, 30), 2, 0, 3),
     ]
 
 
@@ -141,6 +146,10 @@ def test_lags_averages_flags_by_hand(wh):
     assert pm1 == sum(k for k in range(1, 201) if day(k).month == 3)
     assert not warm and feats[day(91)][-3] is True  # 2020-03-31 is before April: warm-up
     assert feats[day(7)][3] is None and feats[day(8)][3] == 4  # week_avg needs 7 full days
+    assert feats[day(90)][5] is None and feats[day(91)][5] == 45.5  # quarter_avg: 90 full days
+    assert feats[day(30)][4] is None and feats[day(31)][4] == 15.5  # month_avg: 30 full days
+    assert feats[day(9)][6] is None and feats[day(10)][6] == 15  # nbhd_prev_week: days 1..5
+    assert feats[day(32)][7] is None and feats[day(33)][7] == 15  # nbhd_prev_month: days 1..5
 
 
 def test_no_null_lags_after_warmup(wh):

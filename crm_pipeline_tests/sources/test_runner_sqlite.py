@@ -1,5 +1,7 @@
 """The sp_ineachdb runner over SQLite files: union, tagging, batches, error policies."""
 
+import logging
+
 import pyarrow as pa
 import pytest
 
@@ -34,6 +36,22 @@ def test_union_is_tagged_and_batched(sqlite_tenants, small_tenants):
 def test_filter_selects_databases(sqlite_tenants):
     runner = sqlite_runner(sqlite_tenants, database_filter=DatabaseFilter(exclude=("tenant_02",)))
     assert runner.databases() == ["tenant_01", "tenant_03"]
+
+
+def test_a_filter_that_matches_nothing_is_named_once_with_a_hint(sqlite_tenants, caplog):
+    """File names keep their case; SQL Server's brackets are literal. Each is warned about once
+    per runner, not once per month of a backfill."""
+    db_filter = DatabaseFilter(include=("TENANT_01", "tenant_02"), name_pattern="tenant[_]%")
+    runner = sqlite_runner(sqlite_tenants, database_filter=db_filter)
+    with caplog.at_level(logging.WARNING):
+        assert runner.databases() == [] and runner.databases() == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert "include names 'TENANT_01'" in warnings[0] and "did you mean 'tenant_01'?" in warnings[0]
+    assert "name_pattern 'tenant[_]%' matches no database" in warnings[1]
+    assert "[...] is literal here" in warnings[1]
+    escaped = sqlite_runner(sqlite_tenants, database_filter=DatabaseFilter(name_pattern="tenant\\_0%"))
+    assert escaped.databases() == ["tenant_01", "tenant_02", "tenant_03"]
 
 
 def test_fail_policy_names_the_broken_database(sqlite_tenants):

@@ -19,7 +19,7 @@ def test_catalog_rows_map_system_and_state():
         d.database_info(r)
         for r in [("master", 1, "ONLINE"), ("crm", 5, "ONLINE"), ("old", 6, "OFFLINE"), ("msdb", 4, "ONLINE")]
     ]
-    assert [i.name for i in DatabaseFilter().select(infos)] == ["crm"]
+    assert [i.name for i in DatabaseFilter().select(infos, ignore_case=True)] == ["crm"]
     assert {i.name for i in infos if i.is_system} == {"master", "msdb"}
 
 
